@@ -1,0 +1,88 @@
+"""Reading `model.ckpt` without running code from it.
+
+`torch.load(weights_only=True)` is tried first. A Lightning checkpoint may also pickle training
+objects (e.g. the yacs config in `hyper_parameters`), which weights-only loading refuses. Then
+the file is read again with an unpickler that builds tensors normally but turns every other
+class into an inert placeholder: nothing from the file is imported or called, so a file that
+needs more than tensors still loads safely, and we say so.
+"""
+
+from __future__ import annotations
+
+import pickle
+import types
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFolderError
+
+# Modules whose classes/functions a tensor checkpoint legitimately needs.
+_TRUSTED_MODULE_PREFIXES = ("torch", "collections", "numpy.core.multiarray", "numpy._core.multiarray")
+_TRUSTED_BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "dict", "list", "tuple", "int", "float"}
+
+
+class InertObject:
+    """Stands in for any pickled object of an untrusted class; keeps its data, runs nothing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def __call__(self, *args, **kwargs) -> "InertObject":  # used as a "reduce" callable
+        return InertObject(*args, **kwargs)
+
+    # dict/list subclasses (e.g. yacs CfgNode) are rebuilt through these.
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, value) -> None:
+        pass
+
+    def extend(self, values) -> None:
+        pass
+
+
+class _InertUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if module == "builtins" and name in _TRUSTED_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith(_TRUSTED_MODULE_PREFIXES):
+            return super().find_class(module, name)
+        return type(name, (InertObject,), {"__module__": "inert." + module})
+
+
+_inert_pickle = types.SimpleNamespace(Unpickler=_InertUnpickler, load=pickle.load, __name__="inert_pickle")
+
+
+@dataclass
+class CheckpointContents:
+    state_dict: dict[str, torch.Tensor]
+    needed_inert_loading: bool  # the file held non-tensor Python objects (read as placeholders)
+
+
+def read_checkpoint(path: Path) -> CheckpointContents:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFolderError(f"{path} is not a PyTorch checkpoint (not a zip archive; truncated or corrupt?)")
+    inert = False
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        inert = True
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False, mmap=True, pickle_module=_inert_pickle)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a corrupt file for the user
+            raise ModelFolderError(f"{path} could not be read ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelFolderError(f"{path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFolderError(f"{path} holds no state dict of tensors: not a SAM 3D Body checkpoint")
+    return CheckpointContents(dict(state), inert)

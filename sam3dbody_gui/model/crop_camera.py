@@ -1,0 +1,36 @@
+"""Where a crop sits in the photo and the photo's camera, as tensors the model consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class CropCamera:
+    """One row per crop (batch B).
+
+    box_center: (B, 2) full-image px; box_size: (B,) side of the square crop region in px;
+    affine: (B, 2, 3) full-image px → crop px; intrinsics: (B, 3, 3) full-image camera;
+    crop_size: the crop's side in px (512).
+    """
+
+    box_center: torch.Tensor
+    box_size: torch.Tensor
+    affine: torch.Tensor
+    intrinsics: torch.Tensor
+    crop_size: int
+
+    def to(self, device: torch.device | str) -> "CropCamera":
+        moved = {
+            f.name: getattr(self, f.name).to(device=device, dtype=torch.float32)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return CropCamera(crop_size=self.crop_size, **moved)
+
+    def full_to_crop_normalized(self, points: torch.Tensor) -> torch.Tensor:
+        """(B, N, 2) full-image px → crop coordinates in [-0.5, 0.5]."""
+        crop = points @ self.affine[:, :, :2].transpose(1, 2) + self.affine[:, None, :, 2]
+        return crop / self.crop_size - 0.5

@@ -1,0 +1,80 @@
+"""Random weights for a synthetic SAM 3D Body, deterministic from a seed.
+
+The goal is not a trained model but one that exercises every tensor and still draws a person:
+the pose/camera heads' residuals are scaled down and their learned starting points set to a
+neutral standing pose seen from the front, at a distance that fills the box. So the demo mesh
+sits on the box, while every weight still influences the output (parity tests need that).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..model.backbone import init_random_ as init_backbone_random_
+from ..model.layers import LayerNorm2d
+from ..model.mhr_params import BODY_1DOF_PARAMS, BODY_3DOF_PARAMS, NUM_BODY_CONT
+from ..model.prompt_encoder import RandomFourierEncoding
+from ..model.sam3d_body import SAM3DBody
+
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# Weak-perspective scale s such that a ~1.7 m body spans ~80 % of the padded box (the head
+# flips its sign, so the learned start is negative).
+DEMO_CAMERA_SCALE = -0.94
+HEAD_RESIDUAL_GAIN = 0.05
+CAMERA_RESIDUAL_GAIN = 0.01
+
+
+def neutral_pose_estimate(noise: torch.Tensor) -> torch.Tensor:
+    """519-vector: identity global rotation, zero body pose (6-D identity / (sin 0, cos 0)),
+    zero shape, scale, hands and face, plus `noise` (519) for a little variety."""
+    body = []
+    for _ in BODY_3DOF_PARAMS:
+        body += IDENTITY_6D
+    for _ in BODY_1DOF_PARAMS:
+        body += (0.0, 1.0)
+    body += [0.0] * (NUM_BODY_CONT - len(body))
+    base = torch.zeros(noise.shape[-1])
+    base[:6] = torch.tensor(IDENTITY_6D)
+    base[6 : 6 + NUM_BODY_CONT] = torch.tensor(body)
+    return base + noise
+
+
+@torch.no_grad()
+def init_decoder_random_(model: SAM3DBody, generator: torch.Generator) -> None:
+    """Everything but the backbone and the rig buffers (which come from the MHR stand-in)."""
+
+    def normal(shape, std: float, mean: float = 0.0) -> torch.Tensor:
+        return torch.randn(shape, generator=generator) * std + mean
+
+    for name, module in model.named_modules():
+        if name.startswith("backbone"):
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            module.weight.copy_(normal(module.weight.shape, module.weight[0].numel() ** -0.5))
+            if module.bias is not None:
+                module.bias.copy_(normal(module.bias.shape, 0.02))
+        elif isinstance(module, (nn.LayerNorm, LayerNorm2d)):
+            module.weight.copy_(normal(module.weight.shape, 0.1, mean=1.0))
+            module.bias.copy_(normal(module.bias.shape, 0.1))
+        elif isinstance(module, nn.Embedding):
+            module.weight.copy_(normal(module.weight.shape, 1.0))
+        elif isinstance(module, RandomFourierEncoding):
+            module.positional_encoding_gaussian_matrix.copy_(normal((2, module.positional_encoding_gaussian_matrix.shape[1]), 1.0))
+
+    for head, init in ((model.head_pose, model.init_pose), (model.head_pose_hand, model.init_pose_hand)):
+        head.proj.layers[-1].weight.mul_(HEAD_RESIDUAL_GAIN)
+        head.proj.layers[-1].bias.zero_()
+        init.weight.copy_(neutral_pose_estimate(normal(init.weight.shape[1], 0.05))[None])
+    for head, init in ((model.head_camera, model.init_camera), (model.head_camera_hand, model.init_camera_hand)):
+        head.proj.layers[-1].weight.mul_(CAMERA_RESIDUAL_GAIN)
+        head.proj.layers[-1].bias.zero_()
+        init.weight.copy_(torch.tensor([[DEMO_CAMERA_SCALE, 0.0, 0.0]]))
+
+
+@torch.no_grad()
+def init_model_random_(model: SAM3DBody, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    if hasattr(model, "backbone"):
+        init_backbone_random_(model.backbone.encoder, generator)
+    init_decoder_random_(model, generator)
