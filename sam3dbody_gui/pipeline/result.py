@@ -1,0 +1,66 @@
+"""What one inference returns: mesh, keypoints, camera, parameters, features and timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .preprocess import CropGeometry
+
+STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
+
+
+@dataclass
+class MeshResult:
+    """All arrays are numpy on the CPU. Geometry is in the OpenCV camera frame of the photo
+    (x right, y down, z forward), metres; a mesh point p is at `vertices[i] + cam_t`."""
+
+    vertices: np.ndarray  # (V, 3) float32, relative to the camera translation
+    faces: np.ndarray  # (F, 3) int64
+    keypoints_2d: np.ndarray  # (70, 2) full-image pixels
+    keypoints_3d: np.ndarray  # (70, 3) like vertices
+    joints: np.ndarray  # (127, 3) skeleton joint positions, like vertices
+    cam_t: np.ndarray  # (3,) camera translation of the body, metres
+    focal_length: float
+    intrinsics: np.ndarray  # (3, 3)
+    image_hw: tuple[int, int]
+    crop: CropGeometry
+    params: dict[str, np.ndarray]  # MHR / shape / pose parameters, by upstream's output names
+    features: np.ndarray  # (C, h, w) float32 backbone feature map of the crop
+    hand_boxes: np.ndarray  # (2, 4) left/right hand boxes, crop-normalised (x, y, w, h)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+
+    @property
+    def vertices_camera(self) -> np.ndarray:
+        """Vertices placed in the camera frame (what projects onto the photo)."""
+        return self.vertices + self.cam_t[None, :]
+
+    def project(self, points_camera: np.ndarray) -> np.ndarray:
+        """Camera-frame points (N, 3) → image pixels (N, 2)."""
+        k = self.intrinsics
+        z = np.maximum(points_camera[:, 2:3], 1e-6)
+        return points_camera[:, :2] / z * k[[0, 1], [0, 1]] + k[:2, 2]
+
+    def to_json_dict(self) -> dict:
+        """Parameters and camera for `params.json` (no mesh, no feature map)."""
+        return {
+            "image_size_hw": list(self.image_hw),
+            "box_xyxy": self.crop.bbox_xyxy.tolist(),
+            "crop": {"center": self.crop.center.tolist(), "side": float(self.crop.scale[0]),
+                     "affine": self.crop.affine.tolist(), "size": self.crop.crop_size},
+            "focal_length": float(self.focal_length),
+            "intrinsics": self.intrinsics.tolist(),
+            "cam_t": self.cam_t.tolist(),
+            "keypoints_2d": self.keypoints_2d.tolist(),
+            "keypoints_3d": self.keypoints_3d.tolist(),
+            "joints": self.joints.tolist(),
+            "hand_boxes_crop_xywh": self.hand_boxes.tolist(),
+            "params": {k: np.asarray(v).tolist() for k, v in self.params.items()},
+            "num_vertices": int(self.vertices.shape[0]),
+            "num_faces": int(self.faces.shape[0]),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "backend": self.backend,
+            "frame": "OpenCV camera frame (x right, y down, z forward), metres; mesh point = vertex + cam_t",
+        }
