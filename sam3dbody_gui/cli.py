@@ -1,0 +1,227 @@
+"""Command line: `sam3dbody-gui [gui]`, `infer`, `demo`, `make-synthetic`.
+
+Every problem the user can fix ends as one `error: …` line and a non-zero exit, with no
+traceback and no partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from .errors import UserError
+
+EXIT_USER_ERROR = 2
+MODEL_ENV = "SAM3DBODY_GUI_MODEL"
+SAMPLE_IMAGE = "sample_astronaut.jpg"
+SAMPLE_BOX = (20.0, 10.0, 370.0, 512.0)
+
+
+def sample_image_path() -> Path:
+    return Path(str(resources.files("sam3dbody_gui") / "resources" / SAMPLE_IMAGE))
+
+
+def demo_model_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("sam3dbody-gui")) / "demo-model-tiny"
+
+
+def ensure_demo_model(progress=print) -> Path:
+    """The synthetic (random-weight) tiny model in the user cache, made on first use."""
+    from .synthetic.make import is_synthetic, make_synthetic_model
+
+    folder = demo_model_dir()
+    if not is_synthetic(folder):
+        progress(f"making the demo model (random weights) in {folder}")
+        make_synthetic_model(folder, size="tiny", seed=0, exports=(), progress=lambda m: None)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="backbone precision")
+    p.add_argument("--frame", default="camera", choices=("camera", "upright"),
+                   help="mesh coordinates: camera (OpenCV camera frame, lines up with the photo) "
+                        "or upright (Y up, centred)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sam3dbody-gui",
+        description="3-D human mesh recovery from a photo with SAM 3D Body. Without a command, opens the window.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("infer", help="photo + person box → mesh (OBJ/PLY/GLB), overlay, PCA map, parameters")
+    p.add_argument("image", type=Path)
+    p.add_argument("--bbox", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                   help="person box in pixels (default: the whole image)")
+    p.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV})")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels (default: focal = image diagonal, centred)")
+    p.add_argument("--out", type=Path, help="mesh file: .obj, .ply or .glb")
+    p.add_argument("--overlay", type=Path, help="PNG/JPEG of the mesh over the photo")
+    p.add_argument("--pca", type=Path, help="PNG of the backbone features' PCA")
+    p.add_argument("--json", type=Path, help="parameters, keypoints, camera and timings as JSON")
+    _add_inference_options(p)
+
+    p = sub.add_parser("demo", help="run the built-in sample photo through the demo model (random weights)")
+    p.add_argument("--out-dir", type=Path, default=Path("sam3dbody-demo"))
+    p.add_argument("--model", type=Path, help="model folder (default: a synthetic demo model in the user cache)")
+    _add_inference_options(p)
+
+    p = sub.add_parser("make-synthetic", help="write a model folder with random weights in the released layout")
+    p.add_argument("dest", type=Path)
+    p.add_argument("--size", default="tiny", choices=("tiny", "full"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exports", default="onnx,pt2",
+                   help="backbone exports to write: comma list of onnx, pt2, or 'none' (default: onnx,pt2)")
+
+    sub.add_parser("gui", help="open the window (the default)")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _check_output(path: Path | None, suffixes: set[str], what: str) -> None:
+    """Fail before any work if an output cannot be written, so no run ends half-saved."""
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{what} {path}: unsupported extension; use {', '.join(sorted(suffixes))}")
+    folder = path.expanduser().parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def _run_and_save(image_path: Path, box, model_dir: Path, args, out_mesh, out_overlay, out_pca, out_json) -> None:
+    from .export.atomic import write_bytes_atomic
+    from .export.feature_pca import feature_pca_image
+    from .export.mesh_file import MESH_FORMATS, mesh_in_frame, save_mesh
+    from .export.overlay import render_overlay
+    from .pipeline.image_io import load_image
+    from .pipeline.pipeline import build_pipeline
+    from .pipeline.preprocess import intrinsics_from
+
+    _check_output(out_mesh, set(MESH_FORMATS), "mesh")
+    _check_output(out_overlay, IMAGE_SUFFIXES, "overlay")
+    _check_output(out_pca, IMAGE_SUFFIXES, "PCA image")
+    _check_output(out_json, {".json"}, "JSON")
+    image = load_image(image_path)
+    k = intrinsics_from(*args.intrinsics) if getattr(args, "intrinsics", None) else None
+    pipeline = _with_oom_message(lambda: build_pipeline(model_dir, args.device, args.precision))
+    print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
+    print(f"backbone: {pipeline.backbone.info.label()}")
+    result = _with_oom_message(lambda: pipeline.run(image, box, k))
+
+    if out_mesh:
+        save_mesh(out_mesh, mesh_in_frame(result.vertices_camera, args.frame), result.faces)
+        print(f"mesh: {out_mesh} ({result.vertices.shape[0]} vertices, {result.faces.shape[0]} faces, {args.frame} frame)")
+    if out_overlay:
+        _save_image(render_overlay(image, result), out_overlay)
+        print(f"overlay: {out_overlay}")
+    if out_pca:
+        _save_image(feature_pca_image(result.features), out_pca)
+        print(f"PCA map: {out_pca}")
+    if out_json:
+        import json
+
+        write_bytes_atomic(out_json, json.dumps(result.to_json_dict(), indent=1).encode("utf-8"))
+        print(f"parameters: {out_json}")
+    print(format_timings(result.timings_ms))
+
+
+def _save_image(picture, path: Path) -> None:
+    from .export.atomic import atomic_path
+
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format=fmt or picture.format or path.suffix.lstrip(".").upper().replace("TIF", "TIFF"))
+
+
+def format_timings(timings: dict[str, float]) -> str:
+    return "latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+
+
+def _with_oom_message(fn):
+    import torch
+
+    try:
+        return fn()
+    except torch.cuda.OutOfMemoryError:
+        raise UserError("the GPU ran out of memory; close other GPU programs or use --device cpu") from None
+    except MemoryError:
+        raise UserError("out of memory: the model does not fit in this machine's RAM") from None
+
+
+def _model_dir(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    raise UserError(
+        f"no model folder: pass --model DIR or set {MODEL_ENV}. "
+        "For a demo with random weights: sam3dbody-gui make-synthetic DIR"
+    )
+
+
+def cmd_infer(args) -> None:
+    if not any((args.out, args.overlay, args.pca, args.json)):
+        raise UserError("nothing to write: give --out mesh.obj and/or --overlay, --pca, --json")
+    _run_and_save(args.image, args.bbox, _model_dir(args.model), args, args.out, args.overlay, args.pca, args.json)
+
+
+def cmd_demo(args) -> None:
+    model_dir = args.model or ensure_demo_model()
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"sample photo: {sample_image_path().name}, box {list(SAMPLE_BOX)}")
+    _run_and_save(sample_image_path(), SAMPLE_BOX, model_dir, args, out / "mesh.obj", out / "overlay.png",
+                  out / "pca.png", out / "params.json")
+    if args.model is None:
+        print("note: the demo model has RANDOM weights (real weights: facebook/sam-3d-body-dinov3)")
+
+
+def cmd_make_synthetic(args) -> None:
+    from .synthetic.make import EXPORT_KINDS, make_synthetic_model
+
+    exports = () if args.exports.strip().lower() == "none" else tuple(e.strip() for e in args.exports.split(",") if e.strip())
+    unknown = [e for e in exports if e not in EXPORT_KINDS]
+    if unknown:
+        raise UserError(f"unknown --exports {unknown}: use onnx, pt2 or none")
+    make_synthetic_model(args.dest, size=args.size, seed=args.seed, exports=exports, progress=print)
+
+
+def cmd_gui(args) -> None:
+    raise UserError("the desktop window is not part of this build yet; use 'sam3dbody-gui demo' or 'infer'")
+
+
+COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "gui": cmd_gui, None: cmd_gui}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

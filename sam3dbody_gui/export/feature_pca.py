@@ -1,0 +1,37 @@
+"""The classic view of ViT features: the first three principal components of the patch
+features, one per RGB channel. Patches with similar features get similar colours, so the
+person, background and body parts separate visually."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
+
+
+def feature_pca_rgb(features: np.ndarray) -> np.ndarray:
+    """(C, h, w) features → (h, w, 3) uint8."""
+    c, h, w = features.shape
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).reshape(c, h * w).T
+    x = x - x.mean(0, keepdim=True)
+    # The Gram matrix is (hw × hw), smaller than (C × C) for the real model: eigh on it is cheap.
+    gram = (x @ x.T).double()
+    eigvals, eigvecs = torch.linalg.eigh(gram)
+    top = eigvecs[:, -3:].flip(-1).float()  # (hw, 3), largest component first
+    scores = top * eigvals[-3:].flip(-1).clamp(min=0).sqrt().float()
+    # An eigenvector's sign is arbitrary; fix it (positive skew) so colours are stable.
+    skew = (scores**3).sum(0)
+    scores = scores * torch.where(skew < 0, -1.0, 1.0)
+    out = np.empty((h * w, 3), dtype=np.uint8)
+    for i in range(3):
+        s = scores[:, i].numpy()
+        lo, hi = np.percentile(s, [LOW_PERCENTILE, HIGH_PERCENTILE])
+        out[:, i] = np.clip((s - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255).round().astype(np.uint8)
+    return out.reshape(h, w, 3)
+
+
+def feature_pca_image(features: np.ndarray, size: int = 512) -> Image.Image:
+    """PCA colours upscaled with nearest neighbour, so each patch stays a visible square."""
+    return Image.fromarray(feature_pca_rgb(features)).resize((size, size), Image.NEAREST)
