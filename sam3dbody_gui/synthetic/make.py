@@ -12,6 +12,7 @@ cancel never leaves a half-written model behind, and an existing folder is never
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from dataclasses import replace
@@ -126,6 +127,15 @@ def make_synthetic_model(
         raise
     progress(f"wrote {dest}")
     return dest
+
+
+def state_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names and bytes: tells whether two synthetic models are the same weights."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def is_synthetic(folder: Path) -> bool:

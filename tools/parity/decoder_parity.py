@@ -21,7 +21,6 @@ exceeds --tol.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -80,14 +79,6 @@ class FeatureStandIn(nn.Module):
         return self.features
 
 
-def state_checksum(state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(state):
-        h.update(key.encode())
-        h.update(state[key].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def test_image() -> tuple[np.ndarray, np.ndarray]:
     height, width = 720, 1280
     yy, xx = np.mgrid[0:height, 0:width]
@@ -112,7 +103,7 @@ def main() -> int:
 
     from sam3dbody_gui.model.crop_camera import CropCamera
     from sam3dbody_gui.model.model_folder import load_model_folder
-    from sam3dbody_gui.synthetic.make import make_synthetic_model
+    from sam3dbody_gui.synthetic.make import make_synthetic_model, state_checksum
 
     import sam_3d_body.models.meta_arch.sam3d_body as upstream_arch
     from sam_3d_body.data.transforms import Compose, GetBBoxCenterScale, TopdownAffine, VisionTransformWrapper
@@ -182,6 +173,7 @@ def main() -> int:
     if args.golden_out:
         golden = {
             "size": args.size, "seed": args.seed, "state_checksum": state_checksum(state),
+            "rig_checksum": state_checksum(dict(model.mhr.named_buffers())),
             "features": features, "torch": torch.__version__, "device": str(dev),
             "camera": {k: getattr(cam, k).cpu() for k in ("box_center", "box_size", "affine", "intrinsics")},
             "crop_size": cam.crop_size,

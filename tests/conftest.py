@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny synthetic model folder (random weights, released layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SEED = 0
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: builds full-size synthetic assets (seconds to minutes)")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny synthetic model with ONNX and .pt2 backbone exports, made once per test session."""
+    from sam3dbody_gui.synthetic.make import make_synthetic_model
+
+    return make_synthetic_model(tmp_path_factory.mktemp("models") / "tiny", size="tiny", seed=TINY_SEED)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from sam3dbody_gui.model.model_folder import load_model_folder
+
+    return load_model_folder(tiny_model_dir, device="cpu")
