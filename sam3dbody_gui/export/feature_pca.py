@@ -9,6 +9,9 @@ import torch
 from PIL import Image
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
+# A component whose variance is below this fraction of the first one's is rounding noise
+# (features of rank < 3); stretching it to 0..255 would paint speckle, so it is left flat.
+NEGLIGIBLE_VARIANCE = 1e-5
 
 
 def feature_pca_rgb(features: np.ndarray) -> np.ndarray:
@@ -20,7 +23,9 @@ def feature_pca_rgb(features: np.ndarray) -> np.ndarray:
     gram = (x @ x.T).double()
     eigvals, eigvecs = torch.linalg.eigh(gram)
     top = eigvecs[:, -3:].flip(-1).float()  # (hw, 3), largest component first
-    scores = top * eigvals[-3:].flip(-1).clamp(min=0).sqrt().float()
+    variances = eigvals[-3:].flip(-1).clamp(min=0)
+    variances = torch.where(variances > NEGLIGIBLE_VARIANCE * variances[0], variances, 0.0)
+    scores = top * variances.sqrt().float()
     # An eigenvector's sign is arbitrary; fix it (positive skew) so colours are stable.
     skew = (scores**3).sum(0)
     scores = scores * torch.where(skew < 0, -1.0, 1.0)

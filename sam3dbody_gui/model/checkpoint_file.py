@@ -19,9 +19,24 @@ import torch
 
 from ..errors import ModelFolderError
 
-# Modules whose classes/functions a tensor checkpoint legitimately needs.
-_TRUSTED_MODULE_PREFIXES = ("torch", "collections", "numpy.core.multiarray", "numpy._core.multiarray")
+# The globals a tensor checkpoint legitimately needs: exactly those torch's own weights-only
+# loader allows (tensor/storage rebuilders, dtypes, OrderedDict, ...). Trusting whole modules
+# would not do: `torch.*` holds functions that run shell commands (torch.utils.collect_env.run).
 _TRUSTED_BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "dict", "list", "tuple", "int", "float"}
+
+
+def _weights_only_globals() -> frozenset[str]:
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return frozenset(_get_allowed_globals())
+    except Exception:  # noqa: BLE001 - private API; fall back to the tensor essentials
+        names = {"collections.OrderedDict", "torch.Size", "torch.device", "torch._utils._rebuild_tensor_v2",
+                 "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
+        return frozenset(names | {str(t) for t in vars(torch).values() if isinstance(t, torch.dtype)})
+
+
+_TRUSTED_GLOBALS = _weights_only_globals()
 
 
 class InertObject:
@@ -51,7 +66,7 @@ class _InertUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "builtins" and name in _TRUSTED_BUILTINS:
             return super().find_class(module, name)
-        if module.startswith(_TRUSTED_MODULE_PREFIXES):
+        if f"{module}.{name}" in _TRUSTED_GLOBALS:
             return super().find_class(module, name)
         return type(name, (InertObject,), {"__module__": "inert." + module})
 

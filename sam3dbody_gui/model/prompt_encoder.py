@@ -25,8 +25,8 @@ class RandomFourierEncoding(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_features))
 
     def encode(self, coords01: torch.Tensor) -> torch.Tensor:
-        """(..., 2) in [0,1] → (..., 2*num_features)."""
-        angles = (2 * coords01 - 1) @ self.positional_encoding_gaussian_matrix
+        """(..., 2) in [0,1] → (..., 2*num_features), computed in fp32 whatever the model dtype."""
+        angles = (2 * coords01.float() - 1) @ self.positional_encoding_gaussian_matrix.float()
         angles = 2 * math.pi * angles
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 

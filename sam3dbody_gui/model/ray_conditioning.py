@@ -56,10 +56,9 @@ class RayConditioning(nn.Module):
         self.norm = LayerNorm2d(embed_dim)
 
     def forward(self, features: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
-        """features (B, C, h, w); rays (B, 2, S, S) at crop resolution."""
-        b, _, h, w = features.shape
+        """features (B, C, h, w); rays (B, 2, S, S) at crop resolution (ray maths stays fp32)."""
         small = F.interpolate(
-            rays, scale_factor=1.0 / self.patch_size, mode="bilinear", align_corners=False, antialias=True
+            rays.float(), scale_factor=1.0 / self.patch_size, mode="bilinear", align_corners=False, antialias=True
         )
         small = small.permute(0, 2, 3, 1)
         pos = torch.cat([small, torch.ones_like(small[..., :1])], dim=-1)

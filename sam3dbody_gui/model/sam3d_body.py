@@ -204,7 +204,7 @@ class SAM3DBody(nn.Module):
         token_pe = torch.cat([zeros, prev_token, prompt_tokens, zeros.expand(-1, tokens.shape[1] - hand_start, -1)], 1)
 
         rays = crop_ray_map(cam.affine, cam.intrinsics, cam.crop_size)
-        context_map = branch.ray_cond(features, rays.to(dtype))
+        context_map = branch.ray_cond(features, rays)
         context = context_map.flatten(2).transpose(1, 2)
         context_pe = branch.pe_layer.dense(h, w).to(dtype).flatten(2).transpose(1, 2)
 
