@@ -27,7 +27,7 @@ from ..model.model_folder import CHECKPOINT_NAME, CONFIG_NAME, RIG_PATH
 from ..model.sam3d_body import SAM3DBody
 from .backbone_exports import export_backbone_onnx, export_backbone_pt2
 from .mhr_standin import build_mhr_standin, save_mhr_standin
-from .random_weights import init_model_random_
+from .random_weights import demo_camera_start, init_model_random_
 
 MARKER_NAME = "SYNTHETIC.txt"
 EXPORTS_DIR = "exports"
@@ -57,13 +57,21 @@ def build_synthetic_model(size: str, seed: int) -> tuple[SAM3DBody, torch.nn.Mod
     cfg = synthetic_config(size)
     standin = build_mhr_standin(size, seed)
     model = SAM3DBody(cfg, num_vertices=standin.num_vertices, num_faces=standin.faces.shape[0])
-    init_model_random_(model, seed)
+    init_model_random_(model, seed, demo_camera_start(*_rest_extent_y(standin.module)))
     with torch.no_grad():
         for head in (model.head_pose, model.head_pose_hand):
             for name, value in standin.head_buffers.items():
                 getattr(head, name).copy_(value)
     model.mhr = standin.module
     return model.eval(), standin
+
+
+@torch.no_grad()
+def _rest_extent_y(rig: torch.nn.Module) -> tuple[float, float]:
+    """(height, centre height) in metres of the rig's zero-pose body (MHR is Y-up, cm)."""
+    verts, _ = rig(torch.zeros(1, 45), torch.zeros(1, 204), torch.zeros(1, 72))
+    y = verts[0, :, 1] / 100.0
+    return float(y.max() - y.min()), float(y.max() + y.min()) / 2
 
 
 def released_state_dict(model: SAM3DBody) -> dict[str, torch.Tensor]:

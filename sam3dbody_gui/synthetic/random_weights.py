@@ -18,9 +18,8 @@ from ..model.prompt_encoder import RandomFourierEncoding
 from ..model.sam3d_body import SAM3DBody
 
 IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-# Weak-perspective scale s such that a ~1.7 m body spans ~80 % of the padded box (the head
-# flips its sign, so the learned start is negative).
-DEMO_CAMERA_SCALE = -0.94
+# The padded crop box is 1.25× the person box: a body should span 1/1.25 of it.
+BODY_FRACTION_OF_CROP = 0.8
 HEAD_RESIDUAL_GAIN = 0.05
 CAMERA_RESIDUAL_GAIN = 0.01
 
@@ -40,8 +39,19 @@ def neutral_pose_estimate(noise: torch.Tensor) -> torch.Tensor:
     return base + noise
 
 
+def demo_camera_start(body_height_m: float, body_centre_y_m: float) -> torch.Tensor:
+    """Weak-perspective (s, tx, ty) that puts a neutral body, centred, over the crop box.
+
+    Depth is tz = 2f / (box · s'), so the body spans height · s' / 2 of the box: s' follows.
+    tx, ty are metres; ty moves the rig's origin so the body's centre lands on the box centre.
+    The head flips the signs of s and ty (upstream's convention), hence the minus signs.
+    """
+    s = 2.0 * BODY_FRACTION_OF_CROP / body_height_m
+    return torch.tensor([[-s, 0.0, -body_centre_y_m]])
+
+
 @torch.no_grad()
-def init_decoder_random_(model: SAM3DBody, generator: torch.Generator) -> None:
+def init_decoder_random_(model: SAM3DBody, generator: torch.Generator, camera_start: torch.Tensor) -> None:
     """Everything but the backbone and the rig buffers (which come from the MHR stand-in)."""
 
     def normal(shape, std: float, mean: float = 0.0) -> torch.Tensor:
@@ -69,12 +79,12 @@ def init_decoder_random_(model: SAM3DBody, generator: torch.Generator) -> None:
     for head, init in ((model.head_camera, model.init_camera), (model.head_camera_hand, model.init_camera_hand)):
         head.proj.layers[-1].weight.mul_(CAMERA_RESIDUAL_GAIN)
         head.proj.layers[-1].bias.zero_()
-        init.weight.copy_(torch.tensor([[DEMO_CAMERA_SCALE, 0.0, 0.0]]))
+        init.weight.copy_(camera_start)
 
 
 @torch.no_grad()
-def init_model_random_(model: SAM3DBody, seed: int) -> None:
+def init_model_random_(model: SAM3DBody, seed: int, camera_start: torch.Tensor) -> None:
     generator = torch.Generator().manual_seed(seed)
     if hasattr(model, "backbone"):
         init_backbone_random_(model.backbone.encoder, generator)
-    init_decoder_random_(model, generator)
+    init_decoder_random_(model, generator, camera_start)
