@@ -174,7 +174,7 @@ def main() -> int:
         golden = {
             "size": args.size, "seed": args.seed, "state_checksum": state_checksum(state),
             "rig_checksum": state_checksum(dict(model.mhr.named_buffers())),
-            "features": features, "torch": torch.__version__, "device": str(dev),
+            "features": features, "torch": str(torch.__version__), "device": str(dev),
             "camera": {k: getattr(cam, k).cpu() for k in ("box_center", "box_size", "affine", "intrinsics")},
             "crop_size": cam.crop_size,
             "outputs": {k: torch.as_tensor(ref[k]).float().cpu() for k in COMPARED},
