@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--golden-out", type=Path)
+    ap.add_argument("--folder", type=Path, help="reuse this synthetic model folder instead of making one")
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
 
@@ -113,8 +114,11 @@ def main() -> int:
     from torchvision.transforms import ToTensor
 
     dev = torch.device(args.device)
-    tmp = Path(tempfile.mkdtemp(prefix="s3db-parity-"))
-    folder = make_synthetic_model(tmp / "model", size=args.size, seed=args.seed, exports=(), progress=print)
+    if args.folder is not None and args.folder.is_dir():
+        folder = args.folder
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="s3db-parity-"))
+        folder = make_synthetic_model(tmp / "model", size=args.size, seed=args.seed, exports=(), progress=print)
     ours = load_model_folder(folder, device=dev, with_backbone=False)
     model = ours.model
     state = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
