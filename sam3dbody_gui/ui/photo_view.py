@@ -1,0 +1,339 @@
+"""Panel 1: the photo, the person box (draw / move / resize / nudge) and the mesh overlay.
+
+Mouse: drag on empty space to draw a box; drag inside it to move it; drag a handle (corners,
+edge midpoints) to resize. Keyboard (when the photo has focus): arrows move the box by one
+pixel (Shift: 10), Ctrl+arrows move its right/bottom edge (resize), Delete clears it (the
+whole image is used), Esc cancels a drag. Every change goes out as `boxEdited`; the window
+decides what to do with it (debounced re-run).
+
+The mesh arrives as a transparent RGBA layer rendered on the worker, so the opacity slider
+and the keypoint switch only re-composite here.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QCursor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from . import style
+from .state import AppState, Box
+
+HANDLE_PX = 7  # drawn handle size
+GRAB_PX = 9  # how close the pointer must be to grab a handle or edge
+MIN_BOX_PX = 4.0  # in photo pixels; a smaller drag is a click, not a box
+MARGIN = 8
+
+HANDLE_CURSORS = {
+    "tl": Qt.CursorShape.SizeFDiagCursor, "br": Qt.CursorShape.SizeFDiagCursor,
+    "tr": Qt.CursorShape.SizeBDiagCursor, "bl": Qt.CursorShape.SizeBDiagCursor,
+    "l": Qt.CursorShape.SizeHorCursor, "r": Qt.CursorShape.SizeHorCursor,
+    "t": Qt.CursorShape.SizeVerCursor, "b": Qt.CursorShape.SizeVerCursor,
+    "move": Qt.CursorShape.SizeAllCursor, None: Qt.CursorShape.CrossCursor,
+}
+
+
+def numpy_to_qimage(array: np.ndarray) -> QImage:
+    """(H, W, 3|4) uint8 → a QImage that owns its pixels."""
+    array = np.ascontiguousarray(array)
+    h, w, c = array.shape
+    fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_RGBA8888
+    return QImage(array.data, w, h, c * w, fmt).copy()
+
+
+class PhotoView(QWidget):
+    boxEdited = Signal(object)  # Box | None
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setMinimumSize(240, 200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAccessibleName("Photo with person box and mesh overlay")
+        self.setToolTip("Drag to draw the person box · drag inside to move · drag handles to resize\n"
+                        "Arrows: nudge (Shift ×10) · Ctrl+arrows: resize · Delete: whole image")
+        self._photo: Optional[QImage] = None
+        self._layer: Optional[QImage] = None
+        self._layer_image_id = -1
+        self._drag: Optional[str] = None  # "draw" | "move" | handle name
+        self._drag_origin = QPointF()
+        self._drag_box: Optional[Box] = None  # box when the drag began
+        self.busy = False
+        state.imageChanged.connect(self._on_image)
+        state.resultChanged.connect(self._on_result)
+        state.boxChanged.connect(self.update)
+        state.settingsChanged.connect(self.update)
+        state.busyChanged.connect(self._on_busy)
+
+    # -- state → pixels ------------------------------------------------------------------
+    def _on_image(self) -> None:
+        self._photo = None if self.state.image is None else numpy_to_qimage(self.state.image)
+        self._layer = None
+        self.update()
+
+    def _on_result(self) -> None:
+        b = self.state.bundle
+        if b is None:
+            self._layer = None
+        else:
+            self._layer = numpy_to_qimage(b.mesh_layer)
+            self._layer_image_id = b.image_id
+        self.update()
+
+    def _on_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.update()
+
+    # -- geometry ------------------------------------------------------------------------
+    def image_rect(self) -> QRectF:
+        """Where the photo is drawn: fitted, centred, aspect kept."""
+        if self._photo is None:
+            return QRectF()
+        avail = QRectF(self.rect()).adjusted(MARGIN, MARGIN, -MARGIN, -MARGIN)
+        w, h = self._photo.width(), self._photo.height()
+        s = min(avail.width() / w, avail.height() / h)
+        rw, rh = w * s, h * s
+        return QRectF(avail.center().x() - rw / 2, avail.center().y() - rh / 2, rw, rh)
+
+    def _scale(self) -> float:
+        r = self.image_rect()
+        return r.width() / self._photo.width() if self._photo is not None and self._photo.width() else 1.0
+
+    def to_image(self, p: QPointF) -> QPointF:
+        r, s = self.image_rect(), self._scale()
+        return QPointF((p.x() - r.x()) / s, (p.y() - r.y()) / s)
+
+    def to_widget(self, x: float, y: float) -> QPointF:
+        r, s = self.image_rect(), self._scale()
+        return QPointF(r.x() + x * s, r.y() + y * s)
+
+    def box_rect(self, box: Optional[Box] = None) -> QRectF:
+        box = self.state.box if box is None else box
+        if box is None:
+            return QRectF()
+        a, b = self.to_widget(box[0], box[1]), self.to_widget(box[2], box[3])
+        return QRectF(a, b).normalized()
+
+    def _handles(self) -> dict[str, QPointF]:
+        r = self.box_rect()
+        if r.isNull():
+            return {}
+        cx, cy = r.center().x(), r.center().y()
+        return {"tl": r.topLeft(), "t": QPointF(cx, r.top()), "tr": r.topRight(), "r": QPointF(r.right(), cy),
+                "br": r.bottomRight(), "b": QPointF(cx, r.bottom()), "bl": r.bottomLeft(), "l": QPointF(r.left(), cy)}
+
+    def hit_test(self, p: QPointF) -> Optional[str]:
+        for name, h in self._handles().items():
+            if abs(p.x() - h.x()) <= GRAB_PX and abs(p.y() - h.y()) <= GRAB_PX:
+                return name
+        r = self.box_rect()
+        if not r.isNull():
+            near_x = r.left() - GRAB_PX / 2 <= p.x() <= r.right() + GRAB_PX / 2
+            near_y = r.top() - GRAB_PX / 2 <= p.y() <= r.bottom() + GRAB_PX / 2
+            if near_y and abs(p.x() - r.left()) <= GRAB_PX / 2:
+                return "l"
+            if near_y and abs(p.x() - r.right()) <= GRAB_PX / 2:
+                return "r"
+            if near_x and abs(p.y() - r.top()) <= GRAB_PX / 2:
+                return "t"
+            if near_x and abs(p.y() - r.bottom()) <= GRAB_PX / 2:
+                return "b"
+            if r.contains(p):
+                return "move"
+        return None
+
+    def _clamp_point(self, p: QPointF) -> QPointF:
+        h, w = self.state.image_hw
+        return QPointF(min(max(p.x(), 0.0), float(w)), min(max(p.y(), 0.0), float(h)))
+
+    # -- mouse ---------------------------------------------------------------------------
+    def mousePressEvent(self, ev: QMouseEvent) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or self._photo is None:
+            return super().mousePressEvent(ev)
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        pos = ev.position()
+        hit = self.hit_test(pos)
+        if hit is None and not self.image_rect().contains(pos):
+            return
+        self._drag = hit or "draw"
+        self._drag_origin = self._clamp_point(self.to_image(pos))
+        self._drag_box = self.state.box
+        ev.accept()
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:
+        pos = ev.position()
+        if self._drag is None:
+            if self._photo is not None:
+                self.setCursor(QCursor(HANDLE_CURSORS.get(self.hit_test(pos), Qt.CursorShape.CrossCursor)))
+            return
+        p = self._clamp_point(self.to_image(pos))
+        box = self._dragged_box(p)
+        if box is not None:
+            self.boxEdited.emit(box)
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or self._drag is None:
+            return super().mouseReleaseEvent(ev)
+        p = self._clamp_point(self.to_image(ev.position()))
+        box = self._dragged_box(p)
+        drag, self._drag = self._drag, None
+        if box is not None:
+            self.boxEdited.emit(box)
+        elif drag == "draw" and self.state.box != self._drag_box:
+            self.boxEdited.emit(self._drag_box)  # a click, not a box: keep what was there
+
+    def _dragged_box(self, p: QPointF) -> Optional[Box]:
+        o, old = self._drag_origin, self._drag_box
+        h, w = self.state.image_hw
+        if self._drag == "draw":
+            x1, x2 = sorted((o.x(), p.x()))
+            y1, y2 = sorted((o.y(), p.y()))
+            if x2 - x1 < MIN_BOX_PX or y2 - y1 < MIN_BOX_PX:
+                return None
+            return (x1, y1, x2, y2)
+        if old is None:
+            return None
+        x1, y1, x2, y2 = old
+        dx, dy = p.x() - o.x(), p.y() - o.y()
+        if self._drag == "move":
+            dx = min(max(dx, -x1), w - x2)
+            dy = min(max(dy, -y1), h - y2)
+            return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+        d = self._drag
+        if "l" in d:
+            x1 = min(max(x1 + dx, 0.0), x2 - MIN_BOX_PX)
+        if "r" in d:
+            x2 = max(min(x2 + dx, float(w)), x1 + MIN_BOX_PX)
+        if "t" in d:
+            y1 = min(max(y1 + dy, 0.0), y2 - MIN_BOX_PX)
+        if "b" in d:
+            y2 = max(min(y2 + dy, float(h)), y1 + MIN_BOX_PX)
+        return (x1, y1, x2, y2)
+
+    # -- keyboard ------------------------------------------------------------------------
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        key, mods = ev.key(), ev.modifiers()
+        if key == Qt.Key.Key_Escape and self._drag is not None:
+            self._drag = None
+            self.boxEdited.emit(self._drag_box)
+            return
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.state.box is not None:
+            self.boxEdited.emit(None)
+            return
+        arrows = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
+        if key in arrows and self.state.image is not None:
+            box = nudged_box(self.state.box, self.state.image_hw, *arrows[key],
+                             step=10.0 if mods & Qt.KeyboardModifier.ShiftModifier else 1.0,
+                             resize=bool(mods & Qt.KeyboardModifier.ControlModifier))
+            if box is not None:
+                self.boxEdited.emit(box)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    # -- painting ------------------------------------------------------------------------
+    def paintEvent(self, _ev) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.fillRect(self.rect(), QColor(style.PANEL))
+        if self._photo is None:
+            self._draw_empty(p)
+            return
+        target = self.image_rect()
+        p.drawImage(target, self._photo)
+        state, settings = self.state, self.state.settings
+        bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
+        if bundle is not None and self._layer is not None:
+            stale = bundle.box != state.box  # the box moved since: show the old mesh faded
+            p.setOpacity(settings.overlay_opacity * (0.45 if stale else 1.0))
+            p.drawImage(target, self._layer)
+            p.setOpacity(1.0)
+        if state.box is not None:
+            self._draw_box(p, target)
+        if bundle is not None and settings.show_keypoints:
+            self._draw_keypoints(p, bundle.result.keypoints_2d)
+        if state.box is None:
+            self._draw_pill(p, "No box: the whole photo is used · drag to draw one", top=False)
+        if self.busy:
+            self._draw_pill(p, "running…", top=True)
+
+    def _draw_empty(self, p: QPainter) -> None:
+        p.setPen(QColor(style.TEXT_DIM))
+        f = QFont(self.font())
+        f.setPointSizeF(f.pointSizeF() * 1.15)
+        p.setFont(f)
+        p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                   "Open a photo with Ctrl+O\nor drop one here\n\n(File ▸ Open sample photo for a quick try)")
+
+    def _draw_box(self, p: QPainter, target: QRectF) -> None:
+        r = self.box_rect()
+        outside = QPainterPath()
+        outside.addRect(target)
+        inner = QPainterPath()
+        inner.addRect(r.intersected(target))
+        p.fillPath(outside.subtracted(inner), QColor(0, 0, 0, 95))
+        accent = QColor(style.ACCENT)
+        p.setPen(QPen(accent, 2))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRect(r)
+        p.setPen(QPen(QColor(20, 20, 20), 1))
+        p.setBrush(accent)
+        for h in self._handles().values():
+            p.drawRect(QRectF(h.x() - HANDLE_PX / 2, h.y() - HANDLE_PX / 2, HANDLE_PX, HANDLE_PX))
+
+    def _draw_keypoints(self, p: QPainter, keypoints: np.ndarray) -> None:
+        radius = max(2.0, min(4.0, self._scale() * 3.0))
+        p.setPen(QPen(QColor(255, 255, 255, 200), 1))
+        p.setBrush(QColor(style.KEYPOINT))
+        for x, y in np.asarray(keypoints, dtype=np.float64):
+            if np.isfinite(x) and np.isfinite(y):
+                p.drawEllipse(self.to_widget(x, y), radius, radius)
+
+    def _draw_pill(self, p: QPainter, text: str, top: bool) -> None:
+        f = QFont(self.font())
+        f.setPointSizeF(max(7.5, f.pointSizeF() * 0.9))
+        p.setFont(f)
+        fm = p.fontMetrics()
+        w, h = fm.horizontalAdvance(text) + 18, fm.height() + 8
+        r = self.image_rect()
+        x = r.right() - w - 8 if top else r.center().x() - w / 2
+        y = r.top() + 8 if top else r.bottom() - h - 8
+        pill = QRectF(x, y, w, h)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(10, 12, 16, 190))
+        p.drawRoundedRect(pill, h / 2, h / 2)
+        p.setPen(QColor(style.ACCENT if top else style.TEXT))
+        p.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def nudged_box(box: Optional[Box], image_hw: tuple[int, int], dx: int, dy: int, step: float = 1.0,
+               resize: bool = False) -> Optional[Box]:
+    """Move the box by (dx, dy)·step photo pixels, or with `resize` move its right/bottom edge;
+    kept inside the photo. With no box, resizing starts from the whole photo."""
+    h, w = image_hw
+    if box is None:
+        if not resize:
+            return None
+        box = (0.0, 0.0, float(w), float(h))
+    x1, y1, x2, y2 = box
+    if resize:
+        x2 = min(max(x2 + dx * step, x1 + MIN_BOX_PX), float(w))
+        y2 = min(max(y2 + dy * step, y1 + MIN_BOX_PX), float(h))
+        return (x1, y1, x2, y2)
+    return (x1 + _shift(dx * step, x1, x2, w), y1 + _shift(dy * step, y1, y2, h),
+            x2 + _shift(dx * step, x1, x2, w), y2 + _shift(dy * step, y1, y2, h))
+
+
+def _shift(d: float, lo: float, hi: float, size: float) -> float:
+    """Move [lo, hi] by d but not (further) out of [0, size]."""
+    if d < 0:
+        return max(d, min(0.0, -lo))
+    if d > 0:
+        return min(d, max(0.0, size - hi))
+    return 0.0

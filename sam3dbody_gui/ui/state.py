@@ -1,0 +1,228 @@
+"""The window's model, kept apart from its Qt views (napari's split of state from views).
+
+`AppState` holds everything the window shows: the photo, the person box, the latest result,
+the settings, what model is loaded and the latency history. Views never talk to each other:
+they read the state and listen to its signals; user actions go through the main window,
+which changes the state and asks the inference controller for work. No heavy work happens
+here (the worker thread does it), so every method is quick and runs on the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+if TYPE_CHECKING:  # the pipeline imports torch: the UI imports it lazily, on the worker
+    from ..pipeline.result import MeshResult
+
+Box = tuple[float, float, float, float]
+HISTORY_LENGTH = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the Settings dialog edits; remembered with QSettings (see settings_store)."""
+
+    model_dir: str = ""  # "" = none chosen
+    use_demo_model: bool = False  # the synthetic random-weight model in the user cache
+    backend: str = "auto"  # auto | tensorrt | pt2 | pytorch
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (backbone)
+    device: str = "auto"  # auto | cpu | cuda
+    mode: str = "body"  # body | full (full: hand refinement, not built yet)
+    mesh_frame: str = "camera"  # camera | upright (mesh export)
+    overlay_opacity: float = 0.7
+    show_keypoints: bool = True
+
+    def model_key(self) -> tuple:
+        """The fields whose change needs a model (re)load."""
+        return (self.model_dir, self.use_demo_model, self.backend, self.precision, self.device, self.mode)
+
+
+@dataclass
+class ModelStatus:
+    """What is loaded (or why nothing is)."""
+
+    folder: Optional[Path] = None
+    synthetic: bool = False  # random weights: say so everywhere
+    loading: bool = False
+    loaded: bool = False
+    backend_label: str = ""  # e.g. "pytorch fp32 on cpu"
+    backend: str = ""
+    precision: str = ""
+    device: str = ""
+    load_seconds: float = 0.0
+    problem: str = ""  # why no model is usable (shown with how to get one)
+
+    @property
+    def short_name(self) -> str:
+        if self.folder is None:
+            return "no model"
+        return "demo model (random weights)" if self.synthetic else self.folder.name
+
+
+@dataclass
+class ResultBundle:
+    """One finished inference, with what the views need already computed on the worker."""
+
+    request_id: int
+    result: "MeshResult"
+    box: Optional[Box]  # the box it was run with (None = whole image)
+    image_id: int  # which photo (AppState.image_id) it belongs to
+    mesh_layer: np.ndarray  # (h, w, 4) uint8 RGBA: shaded mesh, transparent elsewhere
+    layer_scale: float  # mesh_layer pixels per photo pixel (<= 1 for very large photos)
+    pca_rgb: np.ndarray  # (h, w, 3) uint8 PCA of the backbone features
+    display_vertices: np.ndarray  # (V, 3) float32: centred, Z up (pyqtgraph's world)
+    display_normals: np.ndarray  # (V, 3) float32 unit vertex normals
+    faces: np.ndarray  # (F, 3) uint32
+    extent: np.ndarray  # (3,) size of the mesh's bounding box in metres
+    postprocess_ms: float = 0.0
+    submitted_at: float = 0.0  # time.perf_counter() when the request was made
+    shown_ms: float = 0.0  # request → shown on screen
+
+
+class AppState(QObject):
+    imageChanged = Signal()
+    boxChanged = Signal()
+    resultChanged = Signal()
+    settingsChanged = Signal()
+    modelChanged = Signal()
+    busyChanged = Signal(bool)
+    historyChanged = Signal()
+    message = Signal(str, str)  # text, level: "info" | "warning" | "error"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.image: Optional[np.ndarray] = None  # (H, W, 3) uint8 RGB, never modified in place
+        self.image_path: Optional[Path] = None
+        self.image_id = 0
+        self.box: Optional[Box] = None  # None = the whole image
+        self.bundle: Optional[ResultBundle] = None
+        self.settings = settings or Settings()
+        self.model = ModelStatus()
+        self.busy = False
+        self.history: deque[dict[str, float]] = deque(maxlen=HISTORY_LENGTH)
+        self.runs = 0
+        self.stale_dropped = 0
+        self.last_message: tuple[str, str] = ("", "info")
+
+    # -- photo and box -------------------------------------------------------------------
+    @property
+    def image_hw(self) -> Optional[tuple[int, int]]:
+        return None if self.image is None else (int(self.image.shape[0]), int(self.image.shape[1]))
+
+    def set_image(self, image: np.ndarray, path: Optional[Path]) -> None:
+        self.image = image
+        self.image_path = Path(path) if path is not None else None
+        self.image_id += 1
+        self.box = None
+        self.bundle = None
+        self.imageChanged.emit()
+        self.boxChanged.emit()
+        self.resultChanged.emit()
+
+    def set_box(self, box: Optional[Box]) -> bool:
+        """Set the person box (None = whole image). A box that is empty or misses the photo is
+        refused with a message; returns whether it was accepted."""
+        if self.image is None:
+            return False
+        if box is not None:
+            from ..errors import UserError
+
+            try:
+                box = check_box(box, self.image_hw)
+            except UserError as exc:
+                self.post(str(exc), "error")
+                return False
+        if box == self.box:
+            return True
+        self.box = box
+        self.boxChanged.emit()
+        return True
+
+    # -- results -------------------------------------------------------------------------
+    def set_result(self, bundle: ResultBundle) -> None:
+        self.bundle = bundle
+        self.runs += 1
+        timings = dict(bundle.result.timings_ms)
+        timings["display"] = bundle.postprocess_ms
+        self.history.append(timings)
+        self.resultChanged.emit()
+        self.historyChanged.emit()
+
+    def clear_history(self) -> None:
+        self.history.clear()
+        self.historyChanged.emit()
+
+    # -- settings and model --------------------------------------------------------------
+    def set_settings(self, settings: Settings) -> None:
+        if settings != self.settings:
+            self.settings = settings
+            self.settingsChanged.emit()
+
+    def update_settings(self, **changes) -> None:
+        self.set_settings(replace(self.settings, **changes))
+
+    def set_model(self, status: ModelStatus) -> None:
+        self.model = status
+        self.modelChanged.emit()
+
+    def set_busy(self, busy: bool) -> None:
+        if busy != self.busy:
+            self.busy = busy
+            self.busyChanged.emit(busy)
+
+    def post(self, text: str, level: str = "info") -> None:
+        self.last_message = (text, level)
+        self.message.emit(text, level)
+
+
+def check_box(box, image_hw: tuple[int, int]) -> Box:
+    """The rules of pipeline.preprocess.validate_box (which the worker applies again), without
+    importing torch on the UI thread: 4 finite numbers, corners sorted, some area, and at least
+    partly inside the photo."""
+    from ..errors import BoxError
+
+    try:
+        values = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {box!r}") from None
+    if values.shape != (4,):
+        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {values.size}")
+    if not np.all(np.isfinite(values)):
+        raise BoxError("person box has a non-finite coordinate")
+    x1, x2 = sorted(values[0::2])
+    y1, y2 = sorted(values[1::2])
+    text = f"({x1:g}, {y1:g}, {x2:g}, {y2:g})"
+    height, width = image_hw
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        raise BoxError(f"person box {text} has zero width or height; draw a box around the person")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise BoxError(f"person box {text} lies entirely outside the {width}x{height} image")
+    return (float(x1), float(y1), float(x2), float(y2))
+
+
+@dataclass
+class BackendChoice:
+    key: str
+    label: str
+    available: bool
+    reason: str = ""  # why it is unavailable
+
+
+@dataclass
+class DeviceChoice:
+    key: str
+    label: str
+    available: bool
+    reason: str = ""
+
+
+@dataclass
+class Choices:
+    backends: list[BackendChoice] = field(default_factory=list)
+    devices: list[DeviceChoice] = field(default_factory=list)
