@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sam3dbody-gui",
         description="3-D human mesh recovery from a photo with SAM 3D Body. Without a command, opens the window.",
     )
+    _add_gui_options(parser)
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("infer", help="photo + person box → mesh (OBJ/PLY/GLB), overlay, PCA map, parameters")
@@ -83,8 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exports", default="onnx,pt2",
                    help="backbone exports to write: comma list of onnx, pt2, or 'none' (default: onnx,pt2)")
 
-    sub.add_parser("gui", help="open the window (the default)")
+    # SUPPRESS: `sam3dbody-gui --model M gui` keeps M (the subcommand does not reset it to None).
+    _add_gui_options(sub.add_parser("gui", help="open the window (the default)", argument_default=argparse.SUPPRESS))
     return parser
+
+
+GUI_BACKENDS = ("auto", "tensorrt", "pt2", "pytorch")
+
+
+def _add_gui_options(p: argparse.ArgumentParser) -> None:
+    """Start-up options of the window (with no command, or `gui`); for this session only."""
+    g = p.add_argument_group("window start-up (no command, or 'gui')")
+    g.add_argument("--image", dest="gui_image", type=Path, metavar="PATH",
+                   help="photo to open (default: the built-in sample photo)")
+    g.add_argument("--bbox", dest="gui_bbox", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                   help="person box in pixels (default: none, i.e. the whole photo; the sample's own box for it)")
+    g.add_argument("--model", dest="gui_model", type=Path, metavar="DIR",
+                   help=f"model folder (default: the one chosen in Settings, else ${MODEL_ENV})")
+    g.add_argument("--backend", dest="gui_backend", choices=GUI_BACKENDS,
+                   help="backbone backend (default: the one chosen in Settings)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -204,7 +222,14 @@ def cmd_make_synthetic(args) -> None:
 
 
 def cmd_gui(args) -> None:
-    raise UserError("the desktop window is not part of this build yet; use 'sam3dbody-gui demo' or 'infer'")
+    try:
+        from .ui.app import run_gui
+    except ImportError as exc:  # e.g. PySide6 missing its system libraries (libEGL, libxkbcommon)
+        raise UserError(f"the window cannot start: {exc}. The headless commands (infer, demo) still work") from None
+    code = run_gui(image=getattr(args, "gui_image", None), bbox=getattr(args, "gui_bbox", None),
+                   model=getattr(args, "gui_model", None), backend=getattr(args, "gui_backend", None))
+    if code:
+        raise SystemExit(code)
 
 
 COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "gui": cmd_gui, None: cmd_gui}
