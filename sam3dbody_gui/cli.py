@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import UserError
+from .runtime.choices import BACKENDS, PRECISIONS
 
 EXIT_USER_ERROR = 2
 MODEL_ENV = "SAM3DBODY_GUI_MODEL"
@@ -45,7 +46,11 @@ def ensure_demo_model(progress=print) -> Path:
 # ------------------------------------------------------------------------------------------
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="backbone precision")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="backbone runtime: auto, tensorrt, pt2 (torch.export), pytorch (eager) or compiled")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="PyTorch backbone precision (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--backbone-file", type=Path, help="backbone ONNX (tensorrt) or .pt2 (pt2); default: from the model folder")
     p.add_argument("--frame", default="camera", choices=("camera", "upright"),
                    help="mesh coordinates: camera (OpenCV camera frame, lines up with the photo) "
                         "or upright (Y up, centred)")
@@ -137,9 +142,10 @@ def _run_and_save(image_path: Path, box, model_dir: Path, args, out_mesh, out_ov
     _check_output(out_json, {".json"}, "JSON")
     image = load_image(image_path)
     k = intrinsics_from(*args.intrinsics) if getattr(args, "intrinsics", None) else None
-    pipeline = _with_oom_message(lambda: build_pipeline(model_dir, args.device, args.precision))
+    pipeline = _with_oom_message(lambda: build_pipeline(
+        model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print))
     print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
-    print(f"backbone: {pipeline.backbone.info.label()}")
+    print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
     result = _with_oom_message(lambda: pipeline.run(image, box, k))
 
     if out_mesh:

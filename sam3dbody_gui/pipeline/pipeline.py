@@ -1,8 +1,8 @@
 """Image + person box (+ optional camera) → MeshResult, with per-stage timings.
 
-    preprocess   crop geometry, 512×512 warp, normalisation, upload to the device
-    backbone     the runtime backend (PyTorch / .pt2 / TensorRT) → feature map on the device
-    decoder+MHR  our SAM3DBody body pass (6 decoder layers, 6 MHR calls)
+    preprocess   crop geometry, 512×512 warp, normalisation (on the GPU when there is one)
+    backbone     the runtime backend (PyTorch / compiled / .pt2 / TensorRT) → features on the device
+    decoder+MHR  our SAM3DBody body pass (6 decoder layers, 6 MHR calls), a CUDA graph on GPUs
 
 Stage times are wall-clock with a device synchronisation at each boundary, so on a GPU they
 are the real per-stage latencies a user waits for, not just the time to queue kernels.
@@ -11,7 +11,8 @@ are the real per-stage latencies a user waits for, not just the time to queue ke
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,24 +20,45 @@ import torch
 from ..model.crop_camera import CropCamera
 from ..model.model_folder import LoadedModel
 from ..runtime.base import BackboneBackend
-from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
+from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop, warp_crop_tensor
 from .result import MeshResult
 
 PARAM_KEYS = ("global_rot", "body_pose", "shape", "scale", "hand", "face", "mhr_model_params", "pred_pose_raw", "pred_cam")
+BodyDecoder = Callable[[torch.Tensor, CropCamera], dict]
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedModel, backbone: BackboneBackend) -> None:
+    def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
         self.backbone = backbone
+        self.decoder: BodyDecoder = decoder or self.model.decode_body
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
+        self._image_key: tuple | None = None  # the photo last uploaded to the GPU
+        self._image_on_device: torch.Tensor | None = None
+
+    @property
+    def decoder_label(self) -> str:
+        return "CUDA graph" if self.decoder is not self.model.decode_body else "eager"
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _crop(self, image: np.ndarray, geom) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return warp_crop(image, geom).to(self.device)
+        # Upload each photo once: dragging the box re-crops the copy already on the GPU.
+        key = (image.__array_interface__["data"][0], image.shape, image.strides)
+        if key != self._image_key:
+            self._image_on_device = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+            self._image_key = key
+        return warp_crop_tensor(self._image_on_device, geom)
+
+    def forget_image(self) -> None:
+        self._image_key = self._image_on_device = None
 
     @torch.inference_mode()
     def run(
@@ -45,14 +67,13 @@ class Pipeline:
         box_xyxy: Sequence[float] | None = None,
         intrinsics: np.ndarray | None = None,
     ) -> MeshResult:
-        """`image`: (H, W, 3) uint8 RGB. `box_xyxy`: None = whole image. `intrinsics`: 3×3 or
-        None for upstream's default (focal = image diagonal, centred principal point)."""
+        """`image`: (H, W, 3) uint8 RGB (treated as read-only). `box_xyxy`: None = whole image.
+        `intrinsics`: 3×3 or None for upstream's default (focal = image diagonal, centred)."""
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
         geom = crop_geometry(box_xyxy, image_hw, crop_size=self.config.crop_size)
         k = default_intrinsics(image_hw) if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        crop = normalize_crop(warp_crop(image, geom), self.config.image_mean, self.config.image_std)
-        crop = crop.to(self.device, non_blocking=True)
+        crop = normalize_crop(self._crop(image, geom), self.config.image_mean, self.config.image_std)
         cam = CropCamera(
             box_center=torch.from_numpy(geom.center)[None],
             box_size=torch.tensor([geom.scale[0]]),
@@ -65,27 +86,27 @@ class Pipeline:
         features = self.backbone(crop)
         self._sync()
         t2 = time.perf_counter()
-        out = self.model.decode_body(features, cam)
-        self._sync()
+        out = self.decoder(features, cam)
+        keys = ("pred_vertices", "pred_keypoints_2d", "pred_keypoints_3d", "pred_joint_coords", "pred_cam_t",
+                "hand_box") + PARAM_KEYS
+        # One device→host copy of everything (the decoder's buffers are reused by the next run).
+        host = {key: out[key][0].detach().float().cpu().numpy() for key in keys}
+        feature_map = features[0].detach().float().cpu().numpy()
         t3 = time.perf_counter()
-
-        def np0(key: str) -> np.ndarray:
-            return out[key][0].detach().float().cpu().numpy()
-
         result = MeshResult(
-            vertices=np0("pred_vertices"),
+            vertices=host["pred_vertices"],
             faces=self.faces,
-            keypoints_2d=np0("pred_keypoints_2d"),
-            keypoints_3d=np0("pred_keypoints_3d"),
-            joints=np0("pred_joint_coords"),
-            cam_t=np0("pred_cam_t"),
+            keypoints_2d=host["pred_keypoints_2d"],
+            keypoints_3d=host["pred_keypoints_3d"],
+            joints=host["pred_joint_coords"],
+            cam_t=host["pred_cam_t"],
             focal_length=float(k[0, 0]),
             intrinsics=k,
             image_hw=image_hw,
             crop=geom,
-            params={key: np0(key) for key in PARAM_KEYS},
-            features=features[0].detach().float().cpu().numpy(),
-            hand_boxes=np0("hand_box"),
+            params={key: host[key] for key in PARAM_KEYS},
+            features=feature_map,
+            hand_boxes=host["hand_box"],
             backend=self.backbone.info.label(),
         )
         t4 = time.perf_counter()
@@ -98,12 +119,34 @@ class Pipeline:
         return result
 
 
-def build_pipeline(model_dir, device: str = "auto", backbone_precision: str = "fp32") -> Pipeline:
-    """Load a model folder and our PyTorch backbone into a ready pipeline."""
-    from ..device import resolve_device, resolve_dtype
-    from ..model.model_folder import load_model_folder
-    from ..runtime.pytorch_backend import PyTorchBackbone
+def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
+                   backbone_file: Path | None = None, cuda_graph: bool = True,
+                   progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None) -> Pipeline:
+    """Load a model folder and open the backbone backend the request (or `auto`) names."""
+    from ..device import resolve_device
+    from ..model.backbone import backbone_arch
+    from ..model.config import load_model_config
+    from ..model.model_folder import find_model_files, load_model_folder
+    from ..runtime.select import BackendRequest, open_backend, plan_backend
 
     dev = resolve_device(device)
-    loaded = load_model_folder(model_dir, device=dev, backbone_dtype=resolve_dtype(backbone_precision))
-    return Pipeline(loaded, PyTorchBackbone(loaded.model.backbone.encoder))
+    files = find_model_files(model_dir)
+    config = load_model_config(files.config)
+    backbone_arch(config.backbone_type)  # an unknown architecture fails here, before loading anything
+    request = BackendRequest(kind=backend, precision=precision, backbone_file=backbone_file, cache_dir=cache_dir)
+    plan = plan_backend(request, files, dev, config.backbone_type, config.crop_size)
+    progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
+    loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights)
+    encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
+    backbone = open_backend(plan, request, files, dev, config.backbone_type, config.crop_size, encoder, progress)
+    if plan.kind != "pytorch" and hasattr(loaded.model, "backbone"):
+        del loaded.model.backbone  # compiled: the package holds its own copy of the weights
+    decoder = None
+    if cuda_graph and dev.type == "cuda":
+        from ..runtime.decoder_graph import GraphedBodyDecoder
+
+        progress("capturing the decoder as a CUDA graph")
+        side = config.crop_size // loaded.model.patch_size
+        decoder = GraphedBodyDecoder(loaded.model, (1, loaded.model.feature_dim, side, side),
+                                     loaded.model.decoder_dtype, config.crop_size, dev)
+    return Pipeline(loaded, backbone, decoder)

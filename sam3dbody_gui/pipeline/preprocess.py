@@ -321,3 +321,33 @@ def _bilinear_black_border(image: np.ndarray, x_sub: np.ndarray, y_sub: np.ndarr
             total += weight[:, :, None] * neighbour
     full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
     return ((total + full_weight // 2) // full_weight).astype(np.uint8)
+
+
+def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
+    """`warp_crop` on an (H, W, C) uint8 tensor already on the compute device.
+
+    The same integer arithmetic as `warp_crop_uint8`, in torch: on a GPU the crop costs a few
+    kernels instead of ~40 ms of numpy, and a photo uploaded once serves every box the user
+    tries. Bit-identical to the numpy path (tested).
+    """
+    if image.dtype != torch.uint8 or image.dim() != 3:
+        raise ValueError(f"expected an (H, W, C) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
+    height, width, channels = image.shape
+    dev = image.device
+    x_sub, y_sub = (torch.from_numpy(a).to(dev) for a in _source_positions_in_subpixels(geom.inverse_affine, geom.crop_size))
+    x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
+    fx, fy = x_sub & (_SUBPIXEL_ONE - 1), y_sub & (_SUBPIXEL_ONE - 1)
+    pixels = image.reshape(-1, channels).to(torch.int32)
+    total = torch.zeros(x_sub.shape + (channels,), dtype=torch.int32, device=dev)
+    for dy, weight_y in ((0, _SUBPIXEL_ONE - fy), (1, fy)):
+        rows = y0 + dy
+        row_inside = (rows >= 0) & (rows < height)
+        row_start = rows.clamp(0, height - 1) * width
+        for dx, weight_x in ((0, _SUBPIXEL_ONE - fx), (1, fx)):
+            cols = x0 + dx
+            inside = row_inside & (cols >= 0) & (cols < width)
+            weight = (weight_x * weight_y * inside).to(torch.int32)
+            total += weight[:, :, None] * pixels[row_start + cols.clamp(0, width - 1)]
+    full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
+    crop = torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
+    return crop.permute(2, 0, 1).float().div(255.0)

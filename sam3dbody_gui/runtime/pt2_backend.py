@@ -1,0 +1,60 @@
+"""Backbone backend: a torch.export ExportedProgram (`.pt2`), e.g. the published INT8 export.
+
+The program is moved to the target device with torch's own pass (constants created inside the
+graph move too), its single user input is discovered from the graph signature, and the crop is
+cast to the dtype that input was exported with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFolderError
+from .base import BackboneBackend, BackendInfo, describe_device
+
+PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _user_input_meta(program: torch.export.ExportedProgram) -> torch.Tensor:
+    names = [spec.arg.name for spec in program.graph_signature.input_specs
+             if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT]
+    if len(names) != 1:
+        raise ModelFolderError(f"the .pt2 backbone takes {len(names)} inputs; expected one image crop")
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == names[0])
+    return node.meta["val"]
+
+
+def _weight_precision(program: torch.export.ExportedProgram) -> str:
+    dtypes = {t.dtype for t in program.state_dict.values() if isinstance(t, torch.Tensor)}
+    if any(d in (torch.int8, torch.qint8, torch.uint8) for d in dtypes) or any("float8" in str(d) for d in dtypes):
+        return "int8/fp8 + " + "/".join(sorted(PRECISION_NAMES.get(d, str(d)) for d in dtypes if d.is_floating_point))
+    floats = sorted(PRECISION_NAMES.get(d, str(d)) for d in dtypes if d.is_floating_point)
+    return "/".join(floats) or "unknown"
+
+
+class ExportedProgramBackbone(BackboneBackend):
+    def __init__(self, path: Path, device: torch.device) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFolderError(f".pt2 backbone not found: {path}")
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - corrupt archives raise many types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelFolderError(f"{path} is not a loadable torch.export program ({first})") from None
+        meta = _user_input_meta(program)
+        if meta.dim() != 4 or meta.shape[1] != 3:
+            raise ModelFolderError(f"the .pt2 backbone expects input {tuple(meta.shape)}; expected (1, 3, S, S)")
+        self.input_shape = tuple(int(s) for s in meta.shape)
+        self.input_dtype = meta.dtype
+        self.device = torch.device(device)
+        program = torch.export.passes.move_to_device_pass(program, self.device)
+        self.module = program.module()
+        self.info = BackendInfo("pt2", _weight_precision(program), describe_device(self.device))
+        self.path = path
+
+    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
+        out = self.module(crop.to(self.input_dtype))
+        return out[0] if isinstance(out, (tuple, list)) else out

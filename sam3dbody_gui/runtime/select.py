@@ -1,0 +1,145 @@
+"""Choosing and opening a backbone backend.
+
+auto: TensorRT when it is installed, a CUDA GPU exists and a backbone ONNX is known; otherwise
+on CUDA the fastest PyTorch path already in the cache (the compiled backbone if compiled before,
+else eager bf16); otherwise eager fp32 on the CPU. The user can name any backend instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..device import resolve_dtype
+from ..errors import DeviceError, ModelFolderError, UserError
+from ..model.backbone import DinoV3Backbone
+from ..model.model_folder import ModelFiles
+from .base import BackboneBackend
+from .choices import BACKENDS, PRECISIONS
+from .compiled_backend import CompileOptions, compiled_cache_path, load_or_compile, weights_fingerprint
+from .pt2_backend import ExportedProgramBackbone
+from .pytorch_backend import PyTorchBackbone
+
+# Where backbone exports are looked for, relative to the model folder, in order.
+ONNX_CANDIDATES = ("embedl_sam3dbody_int8.onnx", "exports/backbone.onnx")
+PT2_CANDIDATES = ("embedl_sam3dbody_int8.pt2", "exports/backbone.pt2")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    kind: str = "auto"
+    precision: str = "auto"  # for the PyTorch backends
+    backbone_file: Path | None = None  # ONNX for TensorRT, .pt2 for the exported program
+    cache_dir: Path | None = None  # engines and compiled packages
+    max_autotune: bool = True
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    kind: str
+    precision: str
+    backbone_file: Path | None
+    reason: str
+    compile_needed: bool = False  # "compiled" with nothing in the cache yet
+
+    @property
+    def needs_backbone_weights(self) -> bool:
+        """Whether our PyTorch backbone must be loaded from model.ckpt for this plan."""
+        return self.kind == "pytorch" or self.compile_needed
+
+
+def tensorrt_available() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("sam3dbody-gui")) / "compiled"
+
+
+def find_backbone_file(files: ModelFiles, candidates: tuple[str, ...]) -> Path | None:
+    for name in candidates:
+        if (files.folder / name).is_file():
+            return files.folder / name
+    return None
+
+
+def _precision(req: BackendRequest, device: torch.device) -> str:
+    if req.precision != "auto":
+        return req.precision
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, crop_size: int) -> BackendPlan:
+    if req.kind not in BACKENDS:
+        raise UserError(f"unknown backend {req.kind!r}: choose from {', '.join(BACKENDS)}")
+    if req.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {req.precision!r}: choose from {', '.join(PRECISIONS)}")
+    precision = _precision(req, device)
+    if req.kind == "tensorrt":
+        onnx = req.backbone_file or find_backbone_file(files, ONNX_CANDIDATES)
+        if onnx is None:
+            raise ModelFolderError(f"no backbone ONNX for TensorRT in {files.folder}; give its path")
+        return BackendPlan("tensorrt", "int8+fp16", onnx, "chosen")
+    if req.kind == "pt2":
+        pt2 = req.backbone_file or find_backbone_file(files, PT2_CANDIDATES)
+        if pt2 is None:
+            raise ModelFolderError(f"no .pt2 backbone in {files.folder}; give its path")
+        return BackendPlan("pt2", "as exported", pt2, "chosen")
+    if req.kind == "compiled":
+        cached = _compiled_is_cached(req, files, device, arch, precision, crop_size)
+        return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached)
+    if req.kind == "pytorch":
+        return BackendPlan("pytorch", precision, None, "chosen")
+    # auto
+    if device.type == "cuda":
+        onnx = find_backbone_file(files, ONNX_CANDIDATES)
+        if tensorrt_available() and onnx is not None:
+            return BackendPlan("tensorrt", "int8+fp16", onnx, "auto: TensorRT installed and a backbone ONNX found")
+        if _compiled_is_cached(req, files, device, arch, precision, crop_size):
+            return BackendPlan("compiled", precision, None, "auto: a compiled backbone is cached")
+        return BackendPlan("pytorch", precision, None, "auto: CUDA without TensorRT or a cached compiled backbone")
+    return BackendPlan("pytorch", "fp32", None, "auto: no CUDA GPU, CPU fp32")
+
+
+def _compiled_is_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
+                        crop_size: int) -> bool:
+    package = compiled_cache_path(req.cache_dir or default_cache_dir(), weights_fingerprint(files.checkpoint), arch,
+                                  resolve_dtype(precision), device, crop_size, CompileOptions(req.max_autotune))
+    return package.is_file()
+
+
+def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device, arch: str,
+                 crop_size: int, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None) -> BackboneBackend:
+    """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one."""
+    if plan.kind == "tensorrt":
+        from .tensorrt_backend import TensorRTBackbone
+
+        def trt_progress(phase: str, fraction: float) -> bool:
+            progress(f"building TensorRT engine: {phase} {fraction:.0%}")
+            return True
+
+        if device.type != "cuda":
+            raise DeviceError("the TensorRT backend needs a CUDA GPU")
+        return TensorRTBackbone(plan.backbone_file, device, req.cache_dir or default_cache_dir(), progress=trt_progress)
+    if plan.kind == "pt2":
+        return ExportedProgramBackbone(plan.backbone_file, device)
+    dtype = resolve_dtype(plan.precision)
+    if plan.kind == "compiled":
+        def factory() -> DinoV3Backbone:
+            if encoder is None:
+                raise RuntimeError("compiling needs the backbone weights loaded")
+            return encoder
+
+        return load_or_compile(factory, weights_fingerprint(files.checkpoint), arch, dtype, device, crop_size,
+                               req.cache_dir or default_cache_dir(), CompileOptions(req.max_autotune), progress)
+    if encoder is None:
+        raise RuntimeError("the PyTorch backend needs the backbone weights loaded")
+    return PyTorchBackbone(encoder.to(dtype))
