@@ -143,10 +143,8 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
         del loaded.model.backbone  # compiled: the package holds its own copy of the weights
     decoder = None
     if cuda_graph and dev.type == "cuda":
-        from ..runtime.decoder_graph import GraphedBodyDecoder
+        from ..runtime.decoder_graph import graph_body_decoder
 
         progress("capturing the decoder as a CUDA graph")
-        side = config.crop_size // loaded.model.patch_size
-        decoder = GraphedBodyDecoder(loaded.model, (1, loaded.model.feature_dim, side, side),
-                                     loaded.model.decoder_dtype, config.crop_size, dev)
+        decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
     return Pipeline(loaded, backbone, decoder)

@@ -53,3 +53,9 @@ class GraphedBodyDecoder:
             getattr(self.camera, name).copy_(getattr(camera, name))
         self.graph.replay()
         return self.outputs
+
+
+def graph_body_decoder(model: SAM3DBody, crop_size: int, device: torch.device) -> GraphedBodyDecoder:
+    """Capture `model`'s body pass for crops of `crop_size` on `device`."""
+    side = crop_size // model.patch_size
+    return GraphedBodyDecoder(model, (1, model.feature_dim, side, side), model.decoder_dtype, crop_size, device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.export.passes import move_to_device_pass
 
 from ..errors import ModelFolderError
 from .base import BackboneBackend, BackendInfo, describe_device
@@ -50,7 +51,7 @@ class ExportedProgramBackbone(BackboneBackend):
         self.input_shape = tuple(int(s) for s in meta.shape)
         self.input_dtype = meta.dtype
         self.device = torch.device(device)
-        program = torch.export.passes.move_to_device_pass(program, self.device)
+        program = move_to_device_pass(program, self.device)
         self.module = program.module()
         self.info = BackendInfo("pt2", _weight_precision(program), describe_device(self.device))
         self.path = path

@@ -62,6 +62,10 @@ def build_synthetic_model(size: str, seed: int) -> tuple[SAM3DBody, torch.nn.Mod
         for head in (model.head_pose, model.head_pose_hand):
             for name, value in standin.head_buffers.items():
                 getattr(head, name).copy_(value)
+    with torch.no_grad():  # the released backbone is fp16: exports must hold the same (rounded) values
+        for tensor in model.backbone.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half())
     model.mhr = standin.module
     return model.eval(), standin
 

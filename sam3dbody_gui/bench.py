@@ -1,0 +1,244 @@
+"""`sam3dbody-gui bench`: what each backbone configuration costs, and image → mesh latency.
+
+Backbone method (the seed's): batch 1, one 512×512 crop, CUDA events around each call after a
+2 s warm-up, 300 timed iterations, GPU compute time; mean, p95, throughput, artefact size,
+speed-up over fp32 eager and peak GPU memory. On a CPU: wall time, fewer iterations, labelled.
+End to end: the body-mode pipeline (preprocess → backbone → decoder+MHR → host) on the
+benchmark image set, wall clock per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .benchmark_images import benchmark_images
+from .device import resolve_dtype
+from .errors import UserError
+from .model.model_folder import LoadedModel, find_model_files, load_model_folder
+from .pipeline.pipeline import Pipeline
+from .runtime.base import BackboneBackend
+from .runtime.select import BackendRequest, find_backbone_file, open_backend, plan_backend, PT2_CANDIDATES
+
+GPU_WARMUP_S, GPU_ITERATIONS = 2.0, 300
+CPU_WARMUP_ITERATIONS, CPU_ITERATIONS = 1, 5
+E2E_ROUNDS_GPU, E2E_ROUNDS_CPU = 10, 1
+
+
+@dataclass
+class BackboneRow:
+    config: str
+    mean_ms: float
+    p95_ms: float
+    qps: float
+    artefact_mib: float
+    speedup_vs_fp32: float = float("nan")
+    peak_gpu_gib: float = float("nan")
+    timing: str = "CUDA events"
+
+
+@dataclass
+class EndToEndRow:
+    config: str
+    stages_median_ms: dict[str, float] = field(default_factory=dict)
+    total_p95_ms: float = float("nan")
+    runs: int = 0
+
+
+def default_configs(device: torch.device, model_dir: Path) -> list[str]:
+    configs = ["pytorch:fp32"]
+    if device.type == "cuda":
+        configs += ["pytorch:fp16", "pytorch:bf16", "compiled:bf16"]
+        from .runtime.select import tensorrt_available
+
+        if tensorrt_available():
+            configs.append("tensorrt")
+    else:
+        configs += ["compiled:fp32"]
+    if find_backbone_file(find_model_files(model_dir), PT2_CANDIDATES) is not None:
+        configs.append("pt2")
+    return configs
+
+
+def _time_calls(fn: Callable[[], object], device: torch.device, iterations: int | None = None) -> tuple[list[float], str]:
+    if device.type == "cuda":
+        end = time.perf_counter() + GPU_WARMUP_S
+        while time.perf_counter() < end:
+            fn()
+        torch.cuda.synchronize(device)
+        n = iterations or GPU_ITERATIONS
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+        for start, stop in events:
+            start.record()
+            fn()
+            stop.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(stop) for start, stop in events], f"CUDA events, {GPU_WARMUP_S:g} s warm-up, {n} iterations"
+    for _ in range(CPU_WARMUP_ITERATIONS):
+        fn()
+    n = iterations or CPU_ITERATIONS
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times, f"CPU wall time, {n} iterations"
+
+
+def _artefact_mib(backend: BackboneBackend) -> float:
+    for attr in ("package", "path", "engine_path"):
+        path = getattr(backend, attr, None)
+        if path is not None and Path(path).is_file():
+            return Path(path).stat().st_size / 2**20
+    encoder = getattr(backend, "encoder", None)
+    if encoder is not None:
+        return sum(t.numel() * t.element_size() for t in encoder.state_dict().values()) / 2**20
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, model_dir: Path, device: torch.device, progress: Callable[[str], None] = print,
+                 cache_dir: Path | None = None, max_autotune: bool = True) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = device
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.max_autotune = max_autotune
+        self.files = find_model_files(model_dir)
+        self.loaded: LoadedModel = load_model_folder(model_dir, device=device)
+        self.config = self.loaded.config
+        self.encoder_fp32 = self.loaded.model.backbone.encoder
+        self.backends: dict[str, BackboneBackend] = {}
+
+    def backend(self, spec: str) -> BackboneBackend:
+        if spec not in self.backends:
+            kind, _, precision = spec.partition(":")
+            req = BackendRequest(kind=kind, precision=precision or "auto", cache_dir=self.cache_dir,
+                                 max_autotune=self.max_autotune)
+            plan = plan_backend(req, self.files, self.device, self.config.backbone_type, self.config.crop_size)
+            encoder = None
+            if plan.needs_backbone_weights:
+                dtype = resolve_dtype(plan.precision)
+                encoder = (type(self.encoder_fp32)(self.encoder_fp32.arch).to(self.device, dtype)
+                           if dtype != torch.float32 else self.encoder_fp32)
+                if encoder is not self.encoder_fp32:
+                    encoder.load_state_dict(self.encoder_fp32.state_dict())
+            self.backends[spec] = open_backend(plan, req, self.files, self.device, self.config.backbone_type,
+                                               self.config.crop_size, encoder, self.progress)
+        return self.backends[spec]
+
+    @torch.inference_mode()
+    def backbone_rows(self, configs: list[str], iterations: int | None = None) -> list[BackboneRow]:
+        size = self.config.crop_size
+        crop = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
+        rows = []
+        for spec in configs:
+            self.progress(f"benchmarking backbone {spec}")
+            try:
+                backend = self.backend(spec)
+            except UserError as exc:  # e.g. TensorRT missing: say so in the table, measure the rest
+                self.progress(f"  skipped {spec}: {exc}")
+                continue
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+                torch.cuda.reset_peak_memory_stats(self.device)
+            times, how = _time_calls(lambda: backend(crop), self.device, iterations)
+            mean = statistics.fmean(times)
+            row = BackboneRow(spec, mean, float(np.percentile(times, 95)), 1000.0 / mean, _artefact_mib(backend), timing=how)
+            if self.device.type == "cuda":
+                row.peak_gpu_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+            rows.append(row)
+        reference = next((r.mean_ms for r in rows if r.config == "pytorch:fp32"), None)
+        for row in rows:
+            if reference:
+                row.speedup_vs_fp32 = reference / row.mean_ms
+        return rows
+
+    def pipeline(self, spec: str) -> Pipeline:
+        """A pipeline for 'backend:precision[+graph]' ('+graph': the decoder as one CUDA graph)."""
+        backbone_spec, _, decoder_kind = spec.partition("+")
+        decoder = None
+        if decoder_kind == "graph" and self.device.type == "cuda":
+            from .runtime.decoder_graph import graph_body_decoder
+
+            decoder = graph_body_decoder(self.loaded.model, self.config.crop_size, self.device)
+        return Pipeline(self.loaded, self.backend(backbone_spec), decoder)
+
+    def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
+        images = benchmark_images()
+        rows = []
+        for spec in configs:
+            pipeline = self.pipeline(spec)
+            self.progress(f"benchmarking end to end {spec}")
+            for item in images[:2]:  # warm-up (allocations, first-run kernels)
+                pipeline.run(item.image, item.box)
+            n = rounds or (E2E_ROUNDS_GPU if self.device.type == "cuda" else E2E_ROUNDS_CPU)
+            timings = [pipeline.run(item.image, item.box).timings_ms for _ in range(n) for item in images]
+            rows.append(EndToEndRow(
+                spec, {k: statistics.median(t[k] for t in timings) for k in timings[0]},
+                float(np.percentile([t["total"] for t in timings], 95)), len(timings)))
+        return rows
+
+
+def default_e2e_configs(device: torch.device) -> list[str]:
+    if device.type == "cuda":
+        return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+graph"]
+    return ["pytorch:fp32"]
+
+
+def machine_description(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": str(torch.__version__), "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEndRow]) -> str:
+    lines = [f"machine: {machine.get('gpu', machine['cpu'])}, torch {machine['torch']}"]
+    if backbone:
+        lines.append(f"\nbackbone, batch 1, 512×512 ({backbone[0].timing})")
+        lines.append(f"{'configuration':22s} {'mean ms':>9s} {'p95 ms':>9s} {'qps':>8s} {'size MiB':>9s} "
+                     f"{'vs fp32':>8s} {'peak GiB':>9s}")
+        for r in backbone:
+            lines.append(f"{r.config:22s} {r.mean_ms:9.2f} {r.p95_ms:9.2f} {r.qps:8.1f} {r.artefact_mib:9.0f} "
+                         f"{r.speedup_vs_fp32:7.2f}× {r.peak_gpu_gib:9.2f}")
+    if e2e:
+        stages = list(e2e[0].stages_median_ms)
+        lines.append(f"\nend to end, body mode, image → mesh on the host (median ms over {e2e[0].runs} runs; "
+                     "'+graph' = decoder as one CUDA graph)")
+        lines.append(f"{'configuration':26s} " + " ".join(f"{s:>12s}" for s in stages) + f" {'total p95':>10s}")
+        for r in e2e:
+            lines.append(f"{r.config:26s} " + " ".join(f"{r.stages_median_ms[s]:12.2f}" for s in stages)
+                         + f" {r.total_p95_ms:10.2f}")
+    return "\n".join(lines)
+
+
+def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, e2e: list[str] | None,
+              json_path: Path | None, iterations: int | None = None, max_autotune: bool = True,
+              progress: Callable[[str], None] = print) -> str:
+    bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
+    configs = configs if configs is not None else default_configs(device, model_dir)
+    e2e = e2e if e2e is not None else default_e2e_configs(device)
+    try:
+        backbone_rows = bench.backbone_rows(configs, iterations)
+        e2e_rows = bench.end_to_end_rows(e2e, None if iterations is None else 1)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError("the GPU ran out of memory during the benchmark; run fewer configurations") from None
+    machine = machine_description(device)
+    text = format_tables(machine, backbone_rows, e2e_rows)
+    if json_path is not None:
+        from .export.atomic import write_bytes_atomic
+
+        payload = {"machine": machine, "images": [i.name for i in benchmark_images()],
+                   "backbone": [asdict(r) for r in backbone_rows], "end_to_end": [asdict(r) for r in e2e_rows]}
+        write_bytes_atomic(json_path, json.dumps(payload, indent=1).encode())
+    return text

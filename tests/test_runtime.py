@@ -1,0 +1,127 @@
+"""Backbone backends agree with each other on the same weights; selection and caching behave."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sam3dbody_gui.errors import DeviceError, ModelFolderError, UserError
+from sam3dbody_gui.model.model_folder import find_model_files
+from sam3dbody_gui.pipeline.pipeline import build_pipeline
+from sam3dbody_gui.runtime.compiled_backend import CompileOptions, load_or_compile, weights_fingerprint
+from sam3dbody_gui.runtime.pt2_backend import ExportedProgramBackbone
+from sam3dbody_gui.runtime.pytorch_backend import PyTorchBackbone
+from sam3dbody_gui.runtime.select import BackendRequest, plan_backend
+
+ARCH = "sam3dbody_gui_tiny"
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+@pytest.fixture(scope="module")
+def crop() -> torch.Tensor:
+    return torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="module")
+def eager_features(tiny_loaded, crop) -> torch.Tensor:
+    with torch.no_grad():
+        return PyTorchBackbone(tiny_loaded.model.backbone.encoder)(crop)
+
+
+def test_pt2_export_matches_eager(tiny_model_dir, crop, eager_features):
+    backend = ExportedProgramBackbone(tiny_model_dir / "exports" / "backbone.pt2", torch.device("cpu"))
+    assert backend.input_shape == (1, 3, 512, 512)
+    with torch.no_grad():
+        assert relative_difference(backend(crop), eager_features) < 1e-5
+
+
+def test_onnx_export_matches_eager(tiny_model_dir, crop, eager_features):
+    """The ONNX file (what TensorRT would build from), run by onnxruntime; names discovered."""
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(tiny_model_dir / "exports" / "backbone.onnx"), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.shape == [1, 3, 512, 512] and out.shape == [1, 64, 32, 32]
+    features = session.run([out.name], {inp.name: crop.numpy()})[0]
+    assert relative_difference(torch.from_numpy(features), eager_features) < 1e-5
+
+
+def test_eager_bf16_within_precision_tolerance(tiny_loaded, crop, eager_features):
+    encoder = tiny_loaded.model.backbone.encoder
+    bf16 = PyTorchBackbone(type(encoder)(encoder.arch).to(torch.bfloat16))
+    bf16.encoder.load_state_dict(encoder.state_dict())
+    with torch.no_grad():
+        assert relative_difference(bf16(crop), eager_features) < 3e-2
+
+
+def test_compiled_backbone_matches_eager_and_second_start_loads_from_cache(tiny_model_dir, tiny_loaded, crop,
+                                                                           eager_features, tmp_path):
+    if sys.platform != "linux":
+        pytest.skip("AOTInductor needs a C++ toolchain")
+    messages: list[str] = []
+    files = find_model_files(tiny_model_dir)
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return tiny_loaded.model.backbone.encoder
+
+    args = (weights_fingerprint(files.checkpoint), ARCH, torch.float32, torch.device("cpu"), 512, tmp_path,
+            CompileOptions(max_autotune=False), messages.append)
+    first = load_or_compile(factory, *args)
+    second = load_or_compile(factory, *args)
+    assert calls == [1]  # the second start neither compiled nor needed the weights
+    assert any("compiled in" in m for m in messages) and "from the cache" in messages[-1]
+    with torch.no_grad():
+        assert relative_difference(first(crop), eager_features) < 1e-4
+        assert relative_difference(second(crop), eager_features) < 1e-4
+    # The cached plan is what auto would now pick on CUDA; on CPU auto stays eager fp32.
+    req = BackendRequest(kind="compiled", precision="fp32", cache_dir=tmp_path, max_autotune=False)
+    plan = plan_backend(req, files, torch.device("cpu"), ARCH, 512)
+    assert plan.kind == "compiled" and not plan.compile_needed and not plan.needs_backbone_weights
+
+
+def test_auto_on_cpu_is_eager_fp32(tiny_model_dir, tmp_path):
+    plan = plan_backend(BackendRequest(cache_dir=tmp_path), find_model_files(tiny_model_dir), torch.device("cpu"), ARCH, 512)
+    assert (plan.kind, plan.precision) == ("pytorch", "fp32")
+
+
+def test_tensorrt_missing_is_a_clear_message(tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails even where it is installed
+    from sam3dbody_gui.runtime.tensorrt_backend import import_tensorrt
+
+    with pytest.raises(DeviceError, match="pip install tensorrt-cu12"):
+        import_tensorrt()
+    with pytest.raises(DeviceError):
+        build_pipeline(tiny_model_dir, "cpu", backend="tensorrt")
+
+
+def test_missing_or_corrupt_pt2_is_a_clear_message(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelFolderError, match="not found"):
+        ExportedProgramBackbone(tmp_path / "nope.pt2", torch.device("cpu"))
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelFolderError, match="not a loadable"):
+        ExportedProgramBackbone(bad, torch.device("cpu"))
+
+
+def test_unknown_backend_name_is_refused(tiny_model_dir):
+    with pytest.raises(UserError, match="unknown backend"):
+        build_pipeline(tiny_model_dir, "cpu", backend="magic")
+
+
+def test_pipeline_with_pt2_backend_gives_the_same_mesh(tiny_model_dir, tiny_loaded):
+    from sam3dbody_gui.pipeline.pipeline import Pipeline
+
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    box = (50, 20, 300, 290)
+    eager = Pipeline(tiny_loaded, PyTorchBackbone(tiny_loaded.model.backbone.encoder)).run(image, box)
+    pt2 = build_pipeline(tiny_model_dir, "cpu", backend="pt2").run(image, box)
+    assert pt2.backend.startswith("pt2")
+    deviation_mm = np.linalg.norm(pt2.vertices_camera - eager.vertices_camera, axis=1) * 1000
+    assert deviation_mm.max() < 0.01
