@@ -41,6 +41,18 @@ def _differs_from_background(image, background) -> tuple[float, float]:
     return float(differ.mean()), float(centre.mean())
 
 
+def _changed_fraction(a, b) -> float:
+    import numpy as np
+
+    def arr(image):
+        img = image.convertToFormat(image.Format.Format_RGB888)
+        raw = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
+        return raw.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3].astype(int)
+
+    x, y = arr(a), arr(b)
+    return float((np.abs(x - y) > 24).mean()) if x.shape == y.shape else 1.0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="model folder (default: the demo model, random weights)")
@@ -85,6 +97,16 @@ def main(argv=None) -> int:
             report["mesh_fraction"], report["centre_fraction"] = _differs_from_background(image, QColor(style.PANEL))
             if args.view:
                 image.save(str(args.view))
+            # Each preset view renders the body differently (the camera really moves).
+            views = {}
+            for name in ("front", "side", "three_quarter"):
+                window.mesh.set_view(name)
+                _wait(app, lambda: False, 0.3)
+                views[name] = window.mesh.grab_image()
+            report["views"] = {k: _differs_from_background(v, QColor(style.PANEL)) for k, v in views.items()}
+            report["side_vs_front_change"] = _changed_fraction(views["front"], views["side"])
+            window.mesh.set_view("front")
+            _wait(app, lambda: False, 0.3)
         report["latency_text"] = {k: v.text() for k, v in window.latency.value_labels.items()}
         report["title"] = window.windowTitle()
         if args.screenshot:
