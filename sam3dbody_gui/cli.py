@@ -94,9 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-GUI_BACKENDS = ("auto", "tensorrt", "pt2", "pytorch")
-
-
 def _add_gui_options(p: argparse.ArgumentParser) -> None:
     """Start-up options of the window (with no command, or `gui`); for this session only."""
     g = p.add_argument_group("window start-up (no command, or 'gui')")
@@ -106,7 +103,7 @@ def _add_gui_options(p: argparse.ArgumentParser) -> None:
                    help="person box in pixels (default: none, i.e. the whole photo; the sample's own box for it)")
     g.add_argument("--model", dest="gui_model", type=Path, metavar="DIR",
                    help=f"model folder (default: the one chosen in Settings, else ${MODEL_ENV})")
-    g.add_argument("--backend", dest="gui_backend", choices=GUI_BACKENDS,
+    g.add_argument("--backend", dest="gui_backend", choices=BACKENDS,
                    help="backbone backend (default: the one chosen in Settings)")
 
 

@@ -121,7 +121,8 @@ class LatencyView(QWidget):
     def refresh_model(self) -> None:
         m = self.state.model
         if m.loaded:
-            self.backend_badge.setText(f"backend {m.backend} · {m.precision} · {m.device}")
+            decoder = f" · decoder {m.decoder}" if m.decoder else ""
+            self.backend_badge.setText(f"backbone {m.backend} · {m.precision} · {m.device}{decoder}")
         elif m.loading:
             self.backend_badge.setText("loading model…")
         else:

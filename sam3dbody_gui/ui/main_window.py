@@ -536,7 +536,7 @@ class MainWindow(QMainWindow):
         info = loaded.pipeline.backbone.info
         self.state.set_model(ModelStatus(
             folder=loaded.model_dir, synthetic=loaded.synthetic, loaded=True, backend_label=loaded.label,
-            backend=info.name, precision=info.precision, device=info.device))
+            backend=info.name, precision=info.precision, device=info.device, decoder=loaded.decoder))
         self._dismiss_banner("model", "demo")
         note = " — RANDOM WEIGHTS: the mesh is not a real prediction" if loaded.synthetic else ""
         self.state.post(f"Model loaded: {loaded.model_dir} ({loaded.label}){note}",

@@ -144,7 +144,7 @@ class SettingsDialog(QDialog):
             model_dir=self.folder.text().strip(),
             use_demo_model=self.demo.isChecked(),
             backend=self.backend.currentData() or "auto",
-            precision=self.precision.currentData() or "fp32",
+            precision=self.precision.currentData() or "auto",
             device=self.device.currentData() or "auto",
             mode="body",
         )

@@ -30,8 +30,8 @@ class Settings:
 
     model_dir: str = ""  # "" = none chosen
     use_demo_model: bool = False  # the synthetic random-weight model in the user cache
-    backend: str = "auto"  # auto | tensorrt | pt2 | pytorch
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (backbone)
+    backend: str = "auto"  # auto | tensorrt | pt2 | pytorch | compiled (runtime/choices.py)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (PyTorch backbones)
     device: str = "auto"  # auto | cpu | cuda
     mode: str = "body"  # body | full (full: hand refinement, not built yet)
     mesh_frame: str = "camera"  # camera | upright (mesh export)
@@ -55,6 +55,7 @@ class ModelStatus:
     backend: str = ""
     precision: str = ""
     device: str = ""
+    decoder: str = ""  # "eager" or "CUDA graph"
     load_seconds: float = 0.0
     problem: str = ""  # why no model is usable (shown with how to get one)
 

@@ -61,6 +61,7 @@ class LoadedPipeline:
     backend: str
     label: str  # e.g. "pytorch fp32 on cpu"
     synthetic: bool
+    decoder: str = "eager"  # or "CUDA graph"
 
 
 def describe_error(exc: BaseException) -> tuple[str, bool]:
@@ -109,18 +110,29 @@ class Worker(QObject):
         if job.settings.use_demo_model:
             progress("making the demo model (random weights) in the user cache")
         folder = job.model_dir or resolve_model_dir(job.settings)
-        pipeline, backend = build_pipeline_for(job.settings, Path(folder), progress)
+        pipeline = build_pipeline_for(job.settings, Path(folder), progress)
         if job.cancelled:
             return None
         progress("warming up")
         warm_up = getattr(pipeline.backbone, "warm_up", None)
         if callable(warm_up):
             warm_up(pipeline.config.crop_size, iterations=1)
-        return LoadedPipeline(pipeline, Path(folder), backend, pipeline.backbone.info.label(), is_synthetic(folder))
+        return LoadedPipeline(pipeline, Path(folder), pipeline.backbone.info.name, pipeline.backbone.info.label(),
+                              is_synthetic(folder), getattr(pipeline, "decoder_label", "eager"))
+
+    _last_image: tuple = ()
 
     def _infer(self, job: Job):
         from .render import make_bundle
 
+        key = (id(job.pipeline), job.image_id)
+        if key != self._last_image:
+            # The pipeline may keep the photo on the GPU, keyed by its memory address; a new
+            # photo can reuse a freed one's address, so say explicitly that the photo changed.
+            forget = getattr(job.pipeline, "forget_image", None)
+            if callable(forget):
+                forget()
+            self._last_image = key
         result = job.pipeline.run(job.image, job.box, None)
         return make_bundle(job.id, result, job.box, job.image_id, job.submitted_at)
 
