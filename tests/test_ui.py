@@ -524,3 +524,39 @@ def test_cli_start_options_apply(qtbot, bare_window, tiny_model_dir, tmp_path):
     assert blocker.args[0].box == (10.0, 20.0, 200.0, 230.0)
     assert w.state.settings.backend == "pytorch"
     assert load_settings(w.store).model_dir == ""  # command-line choices are for this session only
+
+
+# ------------------------------------------------------------- worker-side rendering ---
+def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
+    """The window's vectorised z-buffer draws the same mesh as export/overlay.py's painter."""
+    from sam3dbody_gui.export.overlay import render_overlay
+    from sam3dbody_gui.pipeline.image_io import load_image
+    from sam3dbody_gui.pipeline.pipeline import Pipeline
+    from sam3dbody_gui.runtime.pytorch_backend import PyTorchBackbone
+    from sam3dbody_gui.ui.render import compose_overlay, make_bundle
+
+    image = load_image(sample_image_path())
+    pipeline = Pipeline(tiny_loaded, PyTorchBackbone(tiny_loaded.model.backbone.encoder))
+    result = pipeline.run(image, SAMPLE_BOX, None)
+    bundle = make_bundle(1, result, SAMPLE_BOX, 1, 0.0)
+    ours = np.asarray(compose_overlay(image, bundle, 1.0, False, draw_box=False)).astype(int)
+    theirs = np.asarray(render_overlay(image, result, 1.0, show_keypoints=False, draw_box=False)).astype(int)
+    mesh_ours = np.abs(ours - image).sum(2) > 0
+    mesh_theirs = np.abs(theirs - image).sum(2) > 0
+    iou = (mesh_ours & mesh_theirs).sum() / max(1, (mesh_ours | mesh_theirs).sum())
+    assert mesh_theirs.mean() > 0.01 and iou > 0.9, iou
+    both = mesh_ours & mesh_theirs
+    assert np.median(np.abs(ours[both] - theirs[both]).sum(1)) <= 6  # same colour and shade
+
+    # A large photo: the panel gets a reduced layer, the export is drawn at full size.
+    big = np.asarray(_upscaled(image, 4))
+    result = pipeline.run(big, [v * 4 for v in SAMPLE_BOX], None)
+    bundle = make_bundle(2, result, None, 2, 0.0)
+    assert bundle.layer_scale < 1 and max(bundle.mesh_layer.shape[:2]) <= 1280
+    assert compose_overlay(big, bundle, 0.7, True).size == (big.shape[1], big.shape[0])
+
+
+def _upscaled(image: np.ndarray, factor: int):
+    from PIL import Image
+
+    return Image.fromarray(image).resize((image.shape[1] * factor, image.shape[0] * factor))

@@ -643,7 +643,7 @@ class MainWindow(QMainWindow):
 
     def export_overlay_png(self, path: Path) -> bool:
         """The photo with the mesh (at the chosen opacity), keypoints if shown, and the box."""
-        from ..export.overlay import render_overlay
+        from .render import compose_overlay
 
         b = self._require_result()
         if b is None:
@@ -651,7 +651,7 @@ class MainWindow(QMainWindow):
         s = self.state.settings
 
         def save():
-            picture = render_overlay(self.state.image, b.result, s.overlay_opacity, s.show_keypoints)
+            picture = compose_overlay(self.state.image, b, s.overlay_opacity, s.show_keypoints)
             _save_pil_png(picture, Path(path))
 
         return self._guard(save, f"Overlay saved: {path}")
