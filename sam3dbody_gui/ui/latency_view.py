@@ -148,8 +148,9 @@ class LatencyView(QWidget):
             recent = values[-20:]
             recent = recent[np.isfinite(recent)]
             if recent.size:
-                self.stat_labels[stage].setText(f"median {format_ms(float(np.median(recent)))} · "
-                                                f"min {format_ms(float(recent.min()))}")
+                med, low = format_ms(float(np.median(recent))), format_ms(float(recent.min()))
+                self.stat_labels[stage].setText(f"median {med.split()[0]} · min {low}")
+                self.stat_labels[stage].setToolTip(f"last {recent.size} runs: median {med}, minimum {low}")
             self.curves[stage].setData(xs, values)
         item = self.plot.getPlotItem()
         last_run = int(xs[-1])

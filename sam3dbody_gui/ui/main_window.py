@@ -42,10 +42,9 @@ DEBOUNCE_MS = 200
 HF_URL = "https://huggingface.co/facebook/sam-3d-body-dinov3"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
 NO_MODEL_TEXT = (
-    "<b>No model yet.</b> SAM 3D Body's weights are gated on Hugging Face: request access to "
-    f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a> (SAM License), download the folder, then choose it "
-    "here. Meanwhile, the demo model shows how the app works — its weights are <b>random</b>, "
-    "so its mesh will not fit the person."
+    "<b>No model yet.</b> The weights are gated on Hugging Face: request access to "
+    f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a> (SAM License), download the folder and choose it. "
+    "Or try the demo model: it shows how the app works, but its weights are <b>random</b>."
 )
 
 

@@ -200,8 +200,8 @@ class MeshView(QWidget):
         w, h = max(self.view.width(), 1), max(self.view.height(), 1)
         tan_h = math.tan(fov / 2)
         tan_v = tan_h * h / w
-        height = float(self.extent[2]) * 0.62
-        width = float(max(self.extent[0], self.extent[1])) * 0.62
+        height = float(self.extent[2]) * 0.58
+        width = float(max(self.extent[0], self.extent[1])) * 0.58
         return max(height / tan_v, width / tan_h) + float(max(self.extent[0], self.extent[1])) / 2
 
     def set_view(self, name: str) -> None:

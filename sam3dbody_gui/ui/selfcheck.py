@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, help="JSON with what was checked")
     ap.add_argument("--size", default="1600x1000", help="window size WxH")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--runs", type=int, default=1, help="runs to make (the box moves a little each time)")
     args = ap.parse_args(argv)
 
     from PySide6.QtCore import QSettings
@@ -84,6 +85,11 @@ def main(argv=None) -> int:
     else:
         window.start(model_dir=args.model)
     ok = _wait(app, lambda: bool(results), args.timeout)
+    for i in range(1, args.runs if ok else 0):
+        x1, y1, x2, y2 = window.state.box or (0.0, 0.0, *window.state.image_hw[::-1])
+        window.set_box((x1 + (2 if i % 2 else -2), y1, x2, y2))
+        window.run_now()
+        ok = _wait(app, lambda: len(results) > i, args.timeout)
     report: dict = {"result": ok, "platform": app.platformName()}
     if ok:
         # Let the views settle: the GL view paints on the next frames.

@@ -76,7 +76,9 @@ class SettingsDialog(QDialog):
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("&Model folder:", folder_row)
+        folder_label = QLabel("&Model folder:", self)
+        folder_label.setBuddy(self.folder)
+        form.addRow(folder_label, folder_row)
         form.addRow("", self.demo)
         form.addRow("", self.folder_note)
         form.addRow("&Backend:", self.backend)

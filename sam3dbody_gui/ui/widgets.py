@@ -96,6 +96,8 @@ class Banner(QFrame):
         self.icon.setText({"error": "⛔", "warning": "⚠", "info": "ℹ"}.get(level, ""))
         self.text.setText(text)
         for b in self._button_widgets:
+            b.hide()
+            self.buttons.removeWidget(b)
             b.deleteLater()
         self._button_widgets = []
         for i, (label, slot) in enumerate(actions or []):

@@ -82,6 +82,15 @@ def describe_error(exc: BaseException) -> tuple[str, bool]:
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}", False
 
 
+def _decoder_label(pipeline) -> str:
+    # Compared with ==: each attribute access makes a new bound-method object.
+    model = getattr(pipeline, "model", None)
+    decoder = getattr(pipeline, "decoder", None)
+    if model is None or decoder is None or decoder == model.decode_body:
+        return "eager"
+    return "CUDA graph"
+
+
 class Worker(QObject):
     done = Signal(object)  # Outcome
     progress = Signal(int, str)  # job id, message
@@ -118,7 +127,7 @@ class Worker(QObject):
         if callable(warm_up):
             warm_up(pipeline.config.crop_size, iterations=1)
         return LoadedPipeline(pipeline, Path(folder), pipeline.backbone.info.name, pipeline.backbone.info.label(),
-                              is_synthetic(folder), getattr(pipeline, "decoder_label", "eager"))
+                              is_synthetic(folder), _decoder_label(pipeline))
 
     _last_image: tuple = ()
 
