@@ -11,7 +11,7 @@ import torch
 from sam3dbody_gui.errors import DeviceError, ModelFolderError, UserError
 from sam3dbody_gui.model.model_folder import find_model_files
 from sam3dbody_gui.pipeline.pipeline import build_pipeline
-from sam3dbody_gui.runtime.compiled_backend import CompileOptions, load_or_compile, weights_fingerprint
+from sam3dbody_gui.runtime.compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from sam3dbody_gui.runtime.pt2_backend import ExportedProgramBackbone
 from sam3dbody_gui.runtime.pytorch_backend import PyTorchBackbone
 from sam3dbody_gui.runtime.select import BackendRequest, plan_backend
@@ -61,29 +61,22 @@ def test_eager_bf16_within_precision_tolerance(tiny_loaded, crop, eager_features
 
 def test_compiled_backbone_matches_eager_and_second_start_loads_from_cache(tiny_model_dir, tiny_loaded, crop,
                                                                            eager_features, tmp_path):
-    if sys.platform != "linux":
-        pytest.skip("AOTInductor needs a C++ toolchain")
-    messages: list[str] = []
     files = find_model_files(tiny_model_dir)
-    calls = []
-
-    def factory():
-        calls.append(1)
-        return tiny_loaded.model.backbone.encoder
-
-    args = (weights_fingerprint(files.checkpoint), ARCH, torch.float32, torch.device("cpu"), 512, tmp_path,
-            CompileOptions(max_autotune=False), messages.append)
-    first = load_or_compile(factory, *args)
-    second = load_or_compile(factory, *args)
-    assert calls == [1]  # the second start neither compiled nor needed the weights
-    assert any("compiled in" in m for m in messages) and "from the cache" in messages[-1]
+    req = BackendRequest(kind="compiled", precision="fp32", cache_dir=tmp_path, max_autotune=False)
+    plan = plan_backend(req, files, torch.device("cpu"), ARCH, 512)
+    assert plan.kind == "compiled" and plan.compile_needed
+    cache = compile_cache_path(tmp_path, ARCH, torch.float32, torch.device("cpu"), 512, CompileOptions(False))
+    first = CompiledBackbone(tiny_loaded.model.backbone.encoder, torch.float32, torch.device("cpu"), 512, cache,
+                             CompileOptions(False))
+    assert not first.from_cache and cache.is_file()
+    torch._dynamo.reset()  # forget in-process compiled code: as a new start would
+    second = CompiledBackbone(tiny_loaded.model.backbone.encoder, torch.float32, torch.device("cpu"), 512, cache,
+                              CompileOptions(False))
+    assert second.from_cache
     with torch.no_grad():
         assert relative_difference(first(crop), eager_features) < 1e-4
         assert relative_difference(second(crop), eager_features) < 1e-4
-    # The cached plan is what auto would now pick on CUDA; on CPU auto stays eager fp32.
-    req = BackendRequest(kind="compiled", precision="fp32", cache_dir=tmp_path, max_autotune=False)
-    plan = plan_backend(req, files, torch.device("cpu"), ARCH, 512)
-    assert plan.kind == "compiled" and not plan.compile_needed and not plan.needs_backbone_weights
+    assert not plan_backend(req, files, torch.device("cpu"), ARCH, 512).compile_needed
 
 
 def test_auto_on_cpu_is_eager_fp32(tiny_model_dir, tmp_path):
@@ -125,3 +118,19 @@ def test_pipeline_with_pt2_backend_gives_the_same_mesh(tiny_model_dir, tiny_load
     assert pt2.backend.startswith("pt2")
     deviation_mm = np.linalg.norm(pt2.vertices_camera - eager.vertices_camera, axis=1) * 1000
     assert deviation_mm.max() < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_decoder_matches_eager_and_follows_new_inputs(tiny_model_dir):
+    from sam3dbody_gui.model.model_folder import load_model_folder
+    from sam3dbody_gui.runtime.decoder_graph import graph_body_decoder
+
+    loaded = load_model_folder(tiny_model_dir, device="cuda")
+    graphed = graph_body_decoder(loaded.model, 512, torch.device("cuda"))
+    image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    eager_pipe = build_pipeline(tiny_model_dir, "cuda", "fp32", backend="pytorch", cuda_graph=False)
+    graph_pipe = build_pipeline(tiny_model_dir, "cuda", "fp32", backend="pytorch", cuda_graph=True)
+    for box in ((100, 50, 400, 470), (300, 10, 600, 300)):  # replays must follow each new input
+        a, b = eager_pipe.run(image, box), graph_pipe.run(image, box)
+        assert np.abs(a.vertices_camera - b.vertices_camera).max() < 1e-4
+    assert graph_pipe.decoder_label == "CUDA graph" and graphed is not None

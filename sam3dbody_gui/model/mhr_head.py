@@ -27,6 +27,12 @@ NUM_KEYPOINTS = 70  # the MHR70 keypoints the model predicts
 CM_PER_M = 100.0
 
 
+def to_camera_frame(points: torch.Tensor) -> torch.Tensor:
+    """MHR is Y-up; the camera frame (OpenCV) is Y-down, Z-forward: negate y and z.
+    (No constant tensor is built, so this also runs inside CUDA-graph capture.)"""
+    return torch.cat([points[..., :1], -points[..., 1:]], dim=-1)
+
+
 class MHRHead(nn.Module):
     def __init__(self, in_dim: int, mlp_depth: int, channel_div: int, num_vertices: int, num_faces: int) -> None:
         super().__init__()
@@ -82,8 +88,6 @@ class MHRHead(nn.Module):
         keypoints = torch.einsum(
             "kn,bnc->bkc", self.keypoint_mapping[:NUM_KEYPOINTS].float(), torch.cat([verts, joints], 1)
         )
-        # MHR is Y-up; the camera frame (OpenCV) is Y-down, Z-forward.
-        flip = verts.new_tensor([1.0, -1.0, -1.0])
         return {
             "pred_pose_raw": torch.cat([rot6d, body_cont], dim=1),
             "global_rot": global_rot,
@@ -92,9 +96,9 @@ class MHRHead(nn.Module):
             "scale": scale,
             "hand": hand,
             "face": face,
-            "pred_keypoints_3d": keypoints * flip,
-            "pred_vertices": verts * flip,
-            "pred_joint_coords": joints * flip,
+            "pred_keypoints_3d": to_camera_frame(keypoints),
+            "pred_vertices": to_camera_frame(verts),
+            "pred_joint_coords": to_camera_frame(joints),
             "joint_global_rots": joint_rots,
             "mhr_model_params": model_params,
         }

@@ -139,8 +139,6 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights)
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config.backbone_type, config.crop_size, encoder, progress)
-    if plan.kind != "pytorch" and hasattr(loaded.model, "backbone"):
-        del loaded.model.backbone  # compiled: the package holds its own copy of the weights
     decoder = None
     if cuda_graph and dev.type == "cuda":
         from ..runtime.decoder_graph import graph_body_decoder

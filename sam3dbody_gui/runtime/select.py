@@ -20,7 +20,7 @@ from ..model.backbone import DinoV3Backbone
 from ..model.model_folder import ModelFiles
 from .base import BackboneBackend
 from .choices import BACKENDS, PRECISIONS
-from .compiled_backend import CompileOptions, compiled_cache_path, load_or_compile, weights_fingerprint
+from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
 
@@ -51,7 +51,7 @@ class BackendPlan:
     @property
     def needs_backbone_weights(self) -> bool:
         """Whether our PyTorch backbone must be loaded from model.ckpt for this plan."""
-        return self.kind == "pytorch" or self.compile_needed
+        return self.kind in ("pytorch", "compiled")
 
 
 def tensorrt_available() -> bool:
@@ -109,11 +109,14 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     return BackendPlan("pytorch", "fp32", None, "auto: no CUDA GPU, CPU fp32")
 
 
+def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
+    return compile_cache_path(req.cache_dir or default_cache_dir(), arch, resolve_dtype(precision), device, crop_size,
+                              CompileOptions(req.max_autotune))
+
+
 def _compiled_is_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
                         crop_size: int) -> bool:
-    package = compiled_cache_path(req.cache_dir or default_cache_dir(), weights_fingerprint(files.checkpoint), arch,
-                                  resolve_dtype(precision), device, crop_size, CompileOptions(req.max_autotune))
-    return package.is_file()
+    return _compile_cache(req, device, arch, precision, crop_size).is_file()
 
 
 def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device, arch: str,
@@ -132,14 +135,9 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
     if plan.kind == "pt2":
         return ExportedProgramBackbone(plan.backbone_file, device)
     dtype = resolve_dtype(plan.precision)
-    if plan.kind == "compiled":
-        def factory() -> DinoV3Backbone:
-            if encoder is None:
-                raise RuntimeError("compiling needs the backbone weights loaded")
-            return encoder
-
-        return load_or_compile(factory, weights_fingerprint(files.checkpoint), arch, dtype, device, crop_size,
-                               req.cache_dir or default_cache_dir(), CompileOptions(req.max_autotune), progress)
     if encoder is None:
-        raise RuntimeError("the PyTorch backend needs the backbone weights loaded")
+        raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
+    if plan.kind == "compiled":
+        cache = _compile_cache(req, device, arch, plan.precision, crop_size)
+        return CompiledBackbone(encoder, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress)
     return PyTorchBackbone(encoder.to(dtype))
