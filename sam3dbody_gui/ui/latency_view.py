@@ -149,7 +149,7 @@ class LatencyView(QWidget):
             recent = recent[np.isfinite(recent)]
             if recent.size:
                 med, low = format_ms(float(np.median(recent))), format_ms(float(recent.min()))
-                self.stat_labels[stage].setText(f"median {med.split()[0]} · min {low}")
+                self.stat_labels[stage].setText(f"median {med.split()[0]} · min {low.split()[0]}")
                 self.stat_labels[stage].setToolTip(f"last {recent.size} runs: median {med}, minimum {low}")
             self.curves[stage].setData(xs, values)
         item = self.plot.getPlotItem()

@@ -155,6 +155,10 @@ class MeshView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._stack)
         self._set_message("The 3-D mesh appears after the first run")
+        self.hint = QLabel("drag: orbit · shift-drag: pan · wheel: zoom · 1 / 2 / 3: views · R: reset", self)
+        self.hint.setStyleSheet(f"color: {style.TEXT_DIM}; background: transparent; font-size: 8pt;")
+        self.hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hint.hide()
         state.resultChanged.connect(self._on_result)
         state.imageChanged.connect(self._on_image)
         QTimer.singleShot(1500, self._check_gl)
@@ -190,9 +194,20 @@ class MeshView(QWidget):
         self.grid.translate(0, 0, -float(b.extent[2]) / 2)
         if self.view.isValid() or not self._message.text().startswith("The 3-D view needs"):
             self._set_message("")
+        self.hint.setVisible(True)
+        self.hint.raise_()
+        self._place_hint()
         if self._fit_on_next:
             self._fit_on_next = False
             self.set_view("front")
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._place_hint()
+
+    def _place_hint(self) -> None:
+        self.hint.adjustSize()
+        self.hint.move(10, self.height() - self.hint.height() - 6)
 
     # -- camera --------------------------------------------------------------------------
     def fit_distance(self) -> float:

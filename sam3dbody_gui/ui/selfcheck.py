@@ -41,6 +41,18 @@ def _differs_from_background(image, background) -> tuple[float, float]:
     return float(differ.mean()), float(centre.mean())
 
 
+def _save_optimized_png(image, path: Path) -> None:
+    """Full-colour PNG, compressed as far as zlib goes (docs/screenshot.png stays small)."""
+    import numpy as np
+    from PIL import Image
+
+    img = image.convertToFormat(image.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    raw = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
+    arr = raw.reshape(h, img.bytesPerLine())[:, : w * 3].reshape(h, w, 3)
+    Image.fromarray(arr).save(path, optimize=True)
+
+
 def _changed_fraction(a, b) -> float:
     import numpy as np
 
@@ -116,9 +128,9 @@ def main(argv=None) -> int:
         report["latency_text"] = {k: v.text() for k, v in window.latency.value_labels.items()}
         report["title"] = window.windowTitle()
         if args.screenshot:
-            shot = window.grab()
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            shot.save(str(args.screenshot))
+            _save_optimized_png(window.grab().toImage(), args.screenshot)
+            report["screenshot_bytes"] = args.screenshot.stat().st_size
     else:
         report["error"] = window.controller.last_error or window.state.last_message[0]
     window.close()
