@@ -525,6 +525,11 @@ def test_cli_start_options_apply(qtbot, bare_window, tiny_model_dir, tmp_path):
     assert w.state.settings.backend == "pytorch"
     assert load_settings(w.store).model_dir == ""  # command-line choices are for this session only
 
+    # A --bbox that misses the photo: said in the banner; the whole photo is used meanwhile.
+    with qtbot.waitSignal(w.resultShown, timeout=RESULT_TIMEOUT_MS):
+        assert w.open_image(photo, box=(500, 500, 600, 600))
+    assert "outside" in w.banner.text.text() and w.state.box is None
+
 
 # ------------------------------------------------------------- worker-side rendering ---
 def test_overlay_layer_matches_the_export_renderer(tiny_loaded):

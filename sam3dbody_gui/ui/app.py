@@ -43,7 +43,7 @@ def run_gui(image: Optional[Path] = None, bbox: Optional[Sequence[float]] = None
     window.show()
     window.start(model_dir=model, backend=backend, image=image, bbox=tuple(bbox) if bbox else None)
     code = app.exec()
-    if window.controller._thread.isRunning():
+    if window.controller.is_running():
         # A model load or a long CPU inference is still running and cannot be interrupted:
         # settings are saved already, so leave without waiting for it.
         sys.stdout.flush()

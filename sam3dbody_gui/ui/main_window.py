@@ -64,6 +64,9 @@ class MainWindow(QMainWindow):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.run_now)
+        self._align_timer = QTimer(self)
+        self._align_timer.setSingleShot(True)
+        self._align_timer.timeout.connect(lambda: self._align_columns(self.top, self.bottom))
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.setMinimumSize(900, 600)
@@ -333,9 +336,9 @@ class MainWindow(QMainWindow):
         self.state.set_image(image, path)
         self._dismiss_banner("error", "inference", "export")
         add_recent_file(self.store, path)
-        if box is not None:
-            self.state.set_box(box)
         self.state.post(f"Opened {path.name} ({image.shape[1]}×{image.shape[0]})")
+        if box is not None and not self.state.set_box(box):
+            self.show_error(self.state.last_message[0], kind="error")  # e.g. --bbox outside this photo
         self.run_now()
         return True
 
@@ -836,7 +839,7 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, ev) -> None:
         super().showEvent(ev)
-        QTimer.singleShot(0, lambda: self._align_columns(self.top, self.bottom))
+        self._align_timer.start(0)
 
     def keyPressEvent(self, ev) -> None:
         if ev.key() == Qt.Key.Key_Escape and self.banner.isVisible():

@@ -161,7 +161,10 @@ class MeshView(QWidget):
         self.hint.hide()
         state.resultChanged.connect(self._on_result)
         state.imageChanged.connect(self._on_image)
-        QTimer.singleShot(1500, self._check_gl)
+        self._gl_check = QTimer(self)  # owned by the view: never fires after it is gone
+        self._gl_check.setSingleShot(True)
+        self._gl_check.timeout.connect(self._check_gl)
+        self._gl_check.start(1500)
 
     # -- data ----------------------------------------------------------------------------
     def _set_message(self, text: str) -> None:

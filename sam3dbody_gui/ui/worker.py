@@ -146,6 +146,9 @@ class Worker(QObject):
         return make_bundle(job.id, result, job.box, job.image_id, job.submitted_at)
 
 
+_ORPHANS: list = []  # worker threads still finishing a job after their window closed
+
+
 class InferenceController(QObject):
     """Owns the worker thread; all its methods run on the UI thread."""
 
@@ -231,10 +234,19 @@ class InferenceController(QObject):
         return self.running is not None or self.pending_load is not None or (
             self.pending_infer is not None and self.pipeline is not None)
 
-    def shutdown(self, timeout_ms: int = 30000) -> None:
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Stop the worker thread; False if a job still runs after `timeout_ms` (a model load or
+        a long CPU inference cannot be interrupted): the thread is then kept alive, unowned,
+        until it finishes, because destroying a running QThread aborts the process."""
         self.pending_infer = self.pending_load = None
         self._thread.quit()
-        self._thread.wait(timeout_ms)
+        if self._thread.wait(timeout_ms):
+            return True
+        _ORPHANS.append((self._thread, self._worker))
+        return False
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
 
     # -- plumbing ------------------------------------------------------------------------
     def _dispatch(self) -> None:
