@@ -529,6 +529,8 @@ def test_cli_start_options_apply(qtbot, bare_window, tiny_model_dir, tmp_path):
     with qtbot.waitSignal(w.resultShown, timeout=RESULT_TIMEOUT_MS):
         assert w.open_image(photo, box=(500, 500, 600, 600))
     assert "outside" in w.banner.text.text() and w.state.box is None
+    assert w.banner.isVisibleTo(w)  # still there after the run
+    assert w.set_box((10, 10, 100, 100)) and not w.banner.isVisibleTo(w)  # a good box clears it
 
 
 # ------------------------------------------------------------- worker-side rendering ---

@@ -334,11 +334,11 @@ class MainWindow(QMainWindow):
             QApplication.restoreOverrideCursor()
         self.controller.forget_inference()
         self.state.set_image(image, path)
-        self._dismiss_banner("error", "inference", "export")
+        self._dismiss_banner("error", "box", "inference", "export")
         add_recent_file(self.store, path)
         self.state.post(f"Opened {path.name} ({image.shape[1]}×{image.shape[0]})")
         if box is not None and not self.state.set_box(box):
-            self.show_error(self.state.last_message[0], kind="error")  # e.g. --bbox outside this photo
+            self.show_error(self.state.last_message[0], kind="box")  # e.g. --bbox outside this photo
         self.run_now()
         return True
 
@@ -383,8 +383,9 @@ class MainWindow(QMainWindow):
         """Change the person box (None: the whole image); re-runs after a short pause."""
         before = self.state.box
         if not self.state.set_box(box):
-            self.show_error(self.state.last_message[0], kind="error")
+            self.show_error(self.state.last_message[0], kind="box")
             return False
+        self._dismiss_banner("box")
         if self.state.box != before:
             self._debounce.start()
         return True
@@ -430,7 +431,7 @@ class MainWindow(QMainWindow):
         if bundle.image_id != self.state.image_id:
             return
         self.state.set_result(bundle)
-        self._dismiss_banner("inference", "error")
+        self._dismiss_banner("inference")
         t = bundle.result.timings_ms.get("total", 0.0)
         self.state.post(f"Done: {t:.0f} ms in the model, {bundle.shown_ms:.0f} ms from request to screen")
         self.resultShown.emit(bundle)
@@ -730,7 +731,7 @@ class MainWindow(QMainWindow):
 
     def _dismiss_banner(self, *kinds: str) -> None:
         """Hide the banner if it shows news of one of these kinds: "model" (none / failed),
-        "demo" (random weights), "inference", "export", "error" (photo or box)."""
+        "demo" (random weights), "inference", "export", "box" (refused box), "error" (photo)."""
         if self.banner.isVisible() and self._banner_kind in kinds:
             self.banner.hide()
             self._banner_kind = ""
