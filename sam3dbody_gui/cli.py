@@ -89,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exports", default="onnx,pt2",
                    help="backbone exports to write: comma list of onnx, pt2, or 'none' (default: onnx,pt2)")
 
+    p = sub.add_parser("bench", help="backbone cost per configuration and end-to-end latency, as one table")
+    p.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV})")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--configs", help="backbone configurations, comma list of backend:precision "
+                                     "(e.g. pytorch:fp32,pytorch:bf16,compiled:bf16,pt2,tensorrt); default: all available")
+    p.add_argument("--e2e", help="end-to-end configurations, e.g. pytorch:fp32,compiled:bf16+graph ('+graph': "
+                                 "decoder as a CUDA graph); 'none' to skip")
+    p.add_argument("--iterations", type=int, help="timed iterations (default: 300 on GPU after a 2 s warm-up, 5 on CPU)")
+    p.add_argument("--no-autotune", action="store_true", help="compile without max-autotune (faster to build)")
+    p.add_argument("--json", type=Path, help="write the same figures as JSON")
+
+    p = sub.add_parser("compare", help="feature and mesh deviation of a candidate configuration against fp32")
+    p.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV})")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--reference", default="pytorch:fp32")
+    p.add_argument("--candidate", default="pytorch:bf16", help="e.g. compiled:bf16+graph, pt2, tensorrt")
+    p.add_argument("--no-autotune", action="store_true")
+    p.add_argument("--json", type=Path)
+
     # SUPPRESS: `sam3dbody-gui --model M gui` keeps M (the subcommand does not reset it to None).
     _add_gui_options(sub.add_parser("gui", help="open the window (the default)", argument_default=argparse.SUPPRESS))
     return parser
@@ -235,7 +254,35 @@ def cmd_gui(args) -> None:
         raise SystemExit(code)
 
 
-COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "gui": cmd_gui, None: cmd_gui}
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_bench
+    from .device import resolve_device
+
+    _check_output(args.json, {".json"}, "JSON")
+    text = _with_oom_message(lambda: run_bench(
+        _model_dir(args.model), resolve_device(args.device), _split(args.configs), _split(args.e2e), args.json,
+        args.iterations, max_autotune=not args.no_autotune))
+    print(text)
+
+
+def cmd_compare(args) -> None:
+    from .compare import run_compare
+    from .device import resolve_device
+
+    _check_output(args.json, {".json"}, "JSON")
+    print(_with_oom_message(lambda: run_compare(
+        _model_dir(args.model), resolve_device(args.device), args.reference, args.candidate, args.json,
+        max_autotune=not args.no_autotune)))
+
+
+COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "bench": cmd_bench,
+            "compare": cmd_compare, "gui": cmd_gui, None: cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ are the real per-stage latencies a user waits for, not just the time to queue ke
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,12 +37,12 @@ class Pipeline:
         self.decoder: BodyDecoder = decoder or self.model.decode_body
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
-        self._image_key: tuple | None = None  # the photo last uploaded to the GPU
+        self._image_ref: weakref.ref | None = None  # the photo last uploaded to the GPU
         self._image_on_device: torch.Tensor | None = None
 
     @property
     def decoder_label(self) -> str:
-        return "CUDA graph" if self.decoder is not self.model.decode_body else "eager"
+        return "CUDA graph" if self.decoder != self.model.decode_body else "eager"
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -50,15 +51,15 @@ class Pipeline:
     def _crop(self, image: np.ndarray, geom) -> torch.Tensor:
         if self.device.type != "cuda":
             return warp_crop(image, geom).to(self.device)
-        # Upload each photo once: dragging the box re-crops the copy already on the GPU.
-        key = (image.__array_interface__["data"][0], image.shape, image.strides)
-        if key != self._image_key:
+        # Upload each photo once: dragging the box re-crops the copy already on the GPU. The same
+        # array object (alive, hence not a new photo at a recycled address) means the same photo.
+        if self._image_ref is None or self._image_ref() is not image:
             self._image_on_device = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-            self._image_key = key
+            self._image_ref = weakref.ref(image)
         return warp_crop_tensor(self._image_on_device, geom)
 
     def forget_image(self) -> None:
-        self._image_key = self._image_on_device = None
+        self._image_ref = self._image_on_device = None
 
     @torch.inference_mode()
     def run(

@@ -350,4 +350,4 @@ def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
             total += weight[:, :, None] * pixels[row_start + cols.clamp(0, width - 1)]
     full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
     crop = torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
-    return crop.permute(2, 0, 1).float().div(255.0)
+    return crop.permute(2, 0, 1).float().div(255.0).contiguous()

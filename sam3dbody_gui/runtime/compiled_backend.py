@@ -80,4 +80,6 @@ class CompiledBackbone(BackboneBackend):
     def __call__(self, crop: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # max-autotune replays CUDA graphs: one step per call
-        return self.compiled(crop.to(self.dtype))
+        # Same dtype and memory layout every call: dynamo guards on strides, and a miss would
+        # recompile (minutes with max-autotune) in the middle of a user's run.
+        return self.compiled(crop.to(self.dtype).contiguous())

@@ -126,8 +126,8 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         from .tensorrt_backend import TensorRTBackbone
 
         def trt_progress(phase: str, fraction: float) -> bool:
-            progress(f"building TensorRT engine: {phase} {fraction:.0%}")
-            return True
+            keep_going = progress(f"building TensorRT engine: {phase} {fraction:.0%}")
+            return keep_going is not False  # a callback may return False to cancel the build
 
         if device.type != "cuda":
             raise DeviceError("the TensorRT backend needs a CUDA GPU")
