@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from .benchmark_images import benchmark_images
-from .device import resolve_dtype
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
 from .pipeline.pipeline import Pipeline
@@ -125,12 +124,9 @@ class Bench:
                                  max_autotune=self.max_autotune)
             plan = plan_backend(req, self.files, self.device, self.config.backbone_type, self.config.crop_size)
             encoder = None
-            if plan.needs_backbone_weights:
-                dtype = resolve_dtype(plan.precision)
-                encoder = (type(self.encoder_fp32)(self.encoder_fp32.arch).to(self.device, dtype)
-                           if dtype != torch.float32 else self.encoder_fp32)
-                if encoder is not self.encoder_fp32:
-                    encoder.load_state_dict(self.encoder_fp32.state_dict())
+            if plan.needs_backbone_weights:  # a private copy: backends cast or quantise it in place
+                encoder = type(self.encoder_fp32)(self.encoder_fp32.arch).to(self.device)
+                encoder.load_state_dict(self.encoder_fp32.state_dict())
             self.backends[spec] = open_backend(plan, req, self.files, self.device, self.config.backbone_type,
                                                self.config.crop_size, encoder, self.progress)
         return self.backends[spec]

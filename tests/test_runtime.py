@@ -65,7 +65,7 @@ def test_compiled_backbone_matches_eager_and_second_start_loads_from_cache(tiny_
     req = BackendRequest(kind="compiled", precision="fp32", cache_dir=tmp_path, max_autotune=False)
     plan = plan_backend(req, files, torch.device("cpu"), ARCH, 512)
     assert plan.kind == "compiled" and plan.compile_needed
-    cache = compile_cache_path(tmp_path, ARCH, torch.float32, torch.device("cpu"), 512, CompileOptions(False))
+    cache = compile_cache_path(tmp_path, ARCH, "fp32", torch.device("cpu"), 512, CompileOptions(False))
     first = CompiledBackbone(tiny_loaded.model.backbone.encoder, torch.float32, torch.device("cpu"), 512, cache,
                              CompileOptions(False))
     assert not first.from_cache and cache.is_file()
@@ -134,3 +134,26 @@ def test_cuda_graph_decoder_matches_eager_and_follows_new_inputs(tiny_model_dir)
         a, b = eager_pipe.run(image, box), graph_pipe.run(image, box)
         assert np.abs(a.vertices_camera - b.vertices_camera).max() < 1e-4
     assert graph_pipe.decoder_label == "CUDA graph" and graphed is not None
+
+
+def test_fp8_linear_tracks_the_bf16_linear():
+    """Per-channel weight / per-token activation e4m3 scaling: a few % error, never a blow-up."""
+    from sam3dbody_gui.runtime.fp8 import Fp8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 512)
+    x = torch.randn(7, 33, 256) * torch.logspace(-2, 2, 33)[None, :, None]  # tokens of very different scales
+    try:
+        got = Fp8Linear(linear)(x.to(torch.bfloat16)).float()
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"torch._scaled_mm unavailable here: {exc}")
+    want = linear(x)
+    per_token = (got - want).norm(dim=-1) / want.norm(dim=-1)
+    assert per_token.max() < 0.08
+
+
+def test_fp8_refused_without_a_capable_gpu(tiny_model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(DeviceError, match="fp8 needs"):
+        build_pipeline(tiny_model_dir, "cpu", "fp8", backend="pytorch")

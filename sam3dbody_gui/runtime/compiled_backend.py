@@ -30,42 +30,42 @@ Progress = Callable[[str], None]
 class CompileOptions:
     max_autotune: bool = True
 
-    @property
-    def mode(self) -> str:
-        return "max-autotune" if self.max_autotune else "default"
+    def mode(self, device: torch.device) -> str:
+        if self.max_autotune:
+            return "max-autotune"  # autotuned kernels + CUDA graphs
+        return "reduce-overhead" if device.type == "cuda" else "default"  # CUDA graphs only
 
 
-def compile_cache_path(cache_dir: Path, arch: str, dtype: torch.dtype, device: torch.device, crop_size: int,
+def compile_cache_path(cache_dir: Path, arch: str, precision: str, device: torch.device, crop_size: int,
                        options: CompileOptions) -> Path:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     blob = json.dumps({
-        "arch": arch, "dtype": str(dtype), "device": device_name, "crop": crop_size,
+        "arch": arch, "precision": precision, "device": device_name, "crop": crop_size,
         "torch": str(torch.__version__), "options": asdict(options),
     }, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"backbone-{arch}-{PRECISION_NAMES.get(dtype, 'x')}-{device.type}-{key}.compile-cache"
+    return Path(cache_dir) / f"backbone-{arch}-{precision}-{device.type}-{key}.compile-cache"
 
 
 class CompiledBackbone(BackboneBackend):
     def __init__(self, encoder: torch.nn.Module, dtype: torch.dtype, device: torch.device, crop_size: int,
                  cache_file: Path, options: CompileOptions = CompileOptions(),
-                 progress: Progress = lambda m: None) -> None:
+                 progress: Progress = lambda m: None, precision: str | None = None) -> None:
+        """`encoder` already prepared (cast, or FP8-quantised); `dtype` is its input dtype."""
         self.device = torch.device(device)
         self.dtype = dtype
+        precision = precision or PRECISION_NAMES.get(dtype, str(dtype))
         self.cache_file = Path(cache_file)
-        self.encoder = encoder.to(device=self.device, dtype=dtype).eval()
+        self.encoder = encoder.to(device=self.device).eval()
         self.from_cache = self.cache_file.is_file()
         if self.from_cache:
             progress(f"loading compiled kernels from the cache ({self.cache_file.name})")
             torch.compiler.load_cache_artifacts(self.cache_file.read_bytes())
         else:
-            progress(f"compiling the backbone ({PRECISION_NAMES.get(dtype)}, {options.mode}; "
-                     "one time, takes minutes)")
-        self.compiled = torch.compile(self.encoder, mode=options.mode, fullgraph=True, dynamic=False)
+            progress(f"compiling the backbone ({precision}, {options.mode(self.device)}; one time, takes minutes)")
+        self.compiled = torch.compile(self.encoder, mode=options.mode(self.device), fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
-        example = torch.zeros(1, 3, crop_size, crop_size, device=self.device, dtype=dtype)
-        with torch.inference_mode():
-            self(example)  # compiles now, not on the user's first photo
+        self(torch.zeros(1, 3, crop_size, crop_size, device=self.device))  # compile now, not on the first photo
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.compile_seconds = time.perf_counter() - t0
@@ -75,11 +75,14 @@ class CompiledBackbone(BackboneBackend):
                 self.cache_file.parent.mkdir(parents=True, exist_ok=True)
                 write_bytes_atomic(self.cache_file, artifacts[0])
         progress(f"backbone ready in {self.compile_seconds:.0f} s ({'from cache' if self.from_cache else 'compiled'})")
-        self.info = BackendInfo("pytorch-compiled", PRECISION_NAMES.get(dtype, str(dtype)), describe_device(self.device))
+        self.info = BackendInfo("pytorch-compiled", precision, describe_device(self.device))
 
     def __call__(self, crop: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()  # max-autotune replays CUDA graphs: one step per call
-        # Same dtype and memory layout every call: dynamo guards on strides, and a miss would
-        # recompile (minutes with max-autotune) in the middle of a user's run.
-        return self.compiled(crop.to(self.dtype).contiguous())
+        # Always the same kind of input tensor (dtype, contiguous layout, an inference tensor):
+        # dynamo guards on these, and a miss would recompile (minutes with max-autotune) in the
+        # middle of a user's run.
+        with torch.inference_mode():
+            x = crop.to(self.dtype, copy=True).contiguous()
+            if self.device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()  # CUDA-graph replays: one step per call
+            return self.compiled(x)

@@ -10,12 +10,13 @@ PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16:
 
 
 class PyTorchBackbone(BackboneBackend):
-    def __init__(self, encoder: torch.nn.Module) -> None:
+    def __init__(self, encoder: torch.nn.Module, precision: str | None = None) -> None:
         self.encoder = encoder.eval()
-        weight = next(encoder.parameters())
+        weight = encoder.patch_embed.proj.weight  # the input's dtype (FP8 layers sit deeper)
         self.device = weight.device
         self.dtype = weight.dtype
-        self.info = BackendInfo("pytorch", PRECISION_NAMES.get(self.dtype, str(self.dtype)), describe_device(self.device))
+        self.info = BackendInfo("pytorch", precision or PRECISION_NAMES.get(self.dtype, str(self.dtype)),
+                                describe_device(self.device))
 
     def __call__(self, crop: torch.Tensor) -> torch.Tensor:
         return self.encoder(crop.to(self.dtype))

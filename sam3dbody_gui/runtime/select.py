@@ -20,6 +20,7 @@ from ..model.backbone import DinoV3Backbone
 from ..model.model_folder import ModelFiles
 from .base import BackboneBackend
 from .choices import BACKENDS, PRECISIONS
+from .fp8 import fp8_supported, quantize_backbone_fp8
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
@@ -110,8 +111,18 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
 
 
 def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
-    return compile_cache_path(req.cache_dir or default_cache_dir(), arch, resolve_dtype(precision), device, crop_size,
+    return compile_cache_path(req.cache_dir or default_cache_dir(), arch, precision, device, crop_size,
                               CompileOptions(req.max_autotune))
+
+
+def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.device) -> tuple[torch.nn.Module, torch.dtype]:
+    """Our backbone in the requested precision, and the dtype its input must have."""
+    if precision == "fp8":
+        if not fp8_supported(device):
+            raise DeviceError("fp8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper)")
+        return quantize_backbone_fp8(encoder), torch.bfloat16
+    dtype = resolve_dtype(precision)
+    return encoder.to(dtype), dtype
 
 
 def _compiled_is_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
@@ -134,10 +145,11 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         return TensorRTBackbone(plan.backbone_file, device, req.cache_dir or default_cache_dir(), progress=trt_progress)
     if plan.kind == "pt2":
         return ExportedProgramBackbone(plan.backbone_file, device)
-    dtype = resolve_dtype(plan.precision)
     if encoder is None:
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
+    prepared, dtype = prepare_encoder(encoder, plan.precision, device)
     if plan.kind == "compiled":
         cache = _compile_cache(req, device, arch, plan.precision, crop_size)
-        return CompiledBackbone(encoder, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress)
-    return PyTorchBackbone(encoder.to(dtype))
+        return CompiledBackbone(prepared, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress,
+                                precision=plan.precision)
+    return PyTorchBackbone(prepared, precision=plan.precision)
