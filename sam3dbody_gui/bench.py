@@ -116,6 +116,7 @@ class Bench:
         self.config = self.loaded.config
         self.encoder_fp32 = self.loaded.model.backbone.encoder
         self.backends: dict[str, BackboneBackend] = {}
+        self._decoder_models: dict[str, LoadedModel] = {}
 
     def backend(self, spec: str) -> BackboneBackend:
         if spec not in self.backends:
@@ -159,14 +160,24 @@ class Bench:
         return rows
 
     def pipeline(self, spec: str) -> Pipeline:
-        """A pipeline for 'backend:precision[+graph]' ('+graph': the decoder as one CUDA graph)."""
-        backbone_spec, _, decoder_kind = spec.partition("+")
+        """A pipeline for 'backend:precision[+graph][+dec-bf16]': '+graph' runs the decoder as one
+        CUDA graph, '+dec-bf16' runs the decoder (not the MHR rig) in bf16."""
+        backbone_spec, *flags = spec.split("+")
+        unknown = set(flags) - {"graph", "dec-bf16"}
+        if unknown:
+            raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: use +graph, +dec-bf16")
+        loaded = self.loaded
+        if "dec-bf16" in flags:
+            if "dec-bf16" not in self._decoder_models:
+                self._decoder_models["dec-bf16"] = load_model_folder(
+                    self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
+            loaded = self._decoder_models["dec-bf16"]
         decoder = None
-        if decoder_kind == "graph" and self.device.type == "cuda":
+        if "graph" in flags and self.device.type == "cuda":
             from .runtime.decoder_graph import graph_body_decoder
 
-            decoder = graph_body_decoder(self.loaded.model, self.config.crop_size, self.device)
-        return Pipeline(self.loaded, self.backend(backbone_spec), decoder)
+            decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
+        return Pipeline(loaded, self.backend(backbone_spec), decoder)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
         images = benchmark_images()

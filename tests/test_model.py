@@ -96,3 +96,18 @@ def test_decoder_runs_in_bf16_close_to_fp32(tiny_model_dir, tiny_loaded):
     deviation_mm = (got["pred_vertices"] - ref["pred_vertices"]).norm(dim=-1).mean() * 1000
     assert torch.isfinite(got["pred_vertices"]).all()
     assert deviation_mm < 20.0
+
+
+def test_bilinear_sampling_equals_grid_sample_inside_and_outside_the_map():
+    import torch.nn.functional as F
+
+    from sam3dbody_gui.model.sam3d_body import sample_bilinear
+
+    torch.manual_seed(0)
+    feature_map = torch.randn(2, 16, 32, 32)
+    points = torch.rand(2, 70, 2) * 1.6 - 0.8  # about a third fall partly or fully outside
+    want = F.grid_sample(feature_map, (2 * points)[:, :, None, :], mode="bilinear", padding_mode="zeros",
+                         align_corners=False).squeeze(3).transpose(1, 2)
+    assert (sample_bilinear(feature_map, points) - want).abs().max() < 1e-5
+    odd = torch.tensor([[[float("nan"), 0.0], [float("inf"), 0.1], [-1e9, 0.0]]])
+    assert torch.equal(sample_bilinear(feature_map[:1], odd), torch.zeros(1, 3, 16))

@@ -220,3 +220,13 @@ def test_intrinsics_from():
         intrinsics_from(1000, 1000, float("nan"), 240)
     with pytest.raises(UserError, match="cy must be a number"):
         intrinsics_from(1000, 1000, 320, "centre")
+
+
+@pytest.mark.parametrize("box", [(20, 10, 370, 512), (-100, -50, 200, 300), (400, 400, 600, 700), None])
+def test_tensor_warp_is_bit_identical_to_the_numpy_warp(box):
+    """The GPU path (same integer arithmetic in torch) must give exactly the reference crop."""
+    from sam3dbody_gui.pipeline.preprocess import warp_crop_tensor
+
+    image = np.random.default_rng(5).integers(0, 256, (512, 480, 3), dtype=np.uint8)
+    geom = crop_geometry(box, image.shape[:2])
+    assert torch.equal(warp_crop_tensor(torch.from_numpy(image), geom), warp_crop(image, geom))

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DinoV3Backbone, backbone_arch
@@ -268,9 +267,7 @@ class SAM3DBody(nn.Module):
         keep = inside[..., None].to(dtype)
         kp2d = kp2d.to(dtype)
         pe2d = branch.keypoint_posemb(kp2d) * keep
-        sampled = F.grid_sample(context_map, (2 * kp2d)[:, :, None, :], mode="bilinear",
-                                padding_mode="zeros", align_corners=False)
-        sampled = sampled.squeeze(3).transpose(1, 2) * keep
+        sampled = sample_bilinear(context_map, kp2d) * keep
         kp3d = interim["pred_keypoints_3d"][:, :NUM_KEYPOINTS]
         pelvis = (kp3d[:, PELVIS_KEYPOINTS[0]] + kp3d[:, PELVIS_KEYPOINTS[1]]) / 2
         pe3d = branch.keypoint3d_posemb((kp3d - pelvis[:, None]).to(dtype))
@@ -284,6 +281,31 @@ class SAM3DBody(nn.Module):
             token_pe[:, :kp2d_start], pe2d, token_pe[:, kp2d_end:kp3d_start], pe3d, token_pe[:, kp3d_end:],
         ], dim=1)
         return tokens, token_pe
+
+
+def sample_bilinear(feature_map: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Features at crop points (B, N, 2) in [-0.5, 0.5] → (B, N, C); zero outside the map.
+
+    The same values as `F.grid_sample(map, 2·points, bilinear, zeros, align_corners=False)`, but
+    as four gathers: grid_sample's CUDA kernel gives each of the 70 points one thread that walks
+    all 1,280 channels (~0.5 ms a call, 20 % of a decoder pass); gathers are parallel over channels.
+    """
+    b, c, h, w = feature_map.shape
+    flat = feature_map.flatten(2).transpose(1, 2)  # B, HW, C
+    # Pixel coordinates (centres at integers); non-finite or far-away points only meet zeros.
+    x = torch.nan_to_num((points[..., 0] + 0.5) * w - 0.5, nan=-2.0).clamp(-2.0, w + 1.0)
+    y = torch.nan_to_num((points[..., 1] + 0.5) * h - 0.5, nan=-2.0).clamp(-2.0, h + 1.0)
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    out = torch.zeros(b, points.shape[1], c, dtype=feature_map.dtype, device=feature_map.device)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long()
+            values = torch.gather(flat, 1, index[..., None].expand(-1, -1, c))
+            out = out + values * (wx * wy * inside)[..., None].to(feature_map.dtype)
+    return out
 
 
 def _drop_rig_from_state_dict(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:

@@ -275,8 +275,8 @@ def _invert_affine(affine: np.ndarray) -> np.ndarray:
     return np.array([[a11, a12, b1], [a21, a22, b2]])
 
 
-def _source_positions_in_subpixels(inverse: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Source (x, y) of every crop pixel, in 1/32 pixel, rounded as OpenCV 4.x does.
+def _position_parts(inverse: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-column and per-row parts of the source positions, in 1/1024 pixel (int64).
 
     OpenCV splits x_src = a*col + (b*row + c) into a per-column and a per-row part, rounds
     each to 1/1024 pixel (round half to even), adds them, then drops to 1/32 pixel with a
@@ -291,6 +291,12 @@ def _source_positions_in_subpixels(inverse: np.ndarray, size: int) -> Tuple[np.n
     y_by_col = fixed(inverse[1, 0] * steps)
     x_by_row = fixed(inverse[0, 1] * steps + inverse[0, 2]) + _SNAP_ROUNDING
     y_by_row = fixed(inverse[1, 1] * steps + inverse[1, 2]) + _SNAP_ROUNDING
+    return x_by_col, y_by_col, x_by_row, y_by_row
+
+
+def _source_positions_in_subpixels(inverse: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Source (x, y) of every crop pixel, in 1/32 pixel, rounded as OpenCV 4.x does."""
+    x_by_col, y_by_col, x_by_row, y_by_row = _position_parts(inverse, size)
     x_sub = (x_by_row[:, None] + x_by_col[None, :]) >> _SNAP_SHIFT
     y_sub = (y_by_row[:, None] + y_by_col[None, :]) >> _SNAP_SHIFT
     return x_sub, y_sub
@@ -334,7 +340,11 @@ def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
         raise ValueError(f"expected an (H, W, C) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
     height, width, channels = image.shape
     dev = image.device
-    x_sub, y_sub = (torch.from_numpy(a).to(dev) for a in _source_positions_in_subpixels(geom.inverse_affine, geom.crop_size))
+    # Only the four 1-D parts travel to the device (a few KB); the S×S grids are formed there.
+    x_by_col, y_by_col, x_by_row, y_by_row = (
+        torch.from_numpy(a).to(dev) for a in _position_parts(geom.inverse_affine, geom.crop_size))
+    x_sub = (x_by_row[:, None] + x_by_col[None, :]) >> _SNAP_SHIFT
+    y_sub = (y_by_row[:, None] + y_by_col[None, :]) >> _SNAP_SHIFT
     x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
     fx, fy = x_sub & (_SUBPIXEL_ONE - 1), y_sub & (_SUBPIXEL_ONE - 1)
     pixels = image.reshape(-1, channels).to(torch.int32)
