@@ -105,7 +105,7 @@ def _artefact_mib(backend: BackboneBackend) -> float:
 
 class Bench:
     def __init__(self, model_dir: Path, device: torch.device, progress: Callable[[str], None] = print,
-                 cache_dir: Path | None = None, max_autotune: bool = True) -> None:
+                 cache_dir: Path | None = None, max_autotune: bool = False) -> None:
         self.model_dir = Path(model_dir)
         self.device = device
         self.progress = progress
@@ -230,7 +230,7 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
 
 
 def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, e2e: list[str] | None,
-              json_path: Path | None, iterations: int | None = None, max_autotune: bool = True,
+              json_path: Path | None, iterations: int | None = None, max_autotune: bool = False,
               progress: Callable[[str], None] = print) -> str:
     bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
     configs = configs if configs is not None else default_configs(device, model_dir)

@@ -58,7 +58,7 @@ def format_fidelity(reference: str, candidate: str, rows: list[FidelityRow], mac
 
 
 def run_compare(model_dir: Path, device: torch.device, reference: str, candidate: str, json_path: Path | None,
-                progress: Callable[[str], None] = print, max_autotune: bool = True) -> str:
+                progress: Callable[[str], None] = print, max_autotune: bool = False) -> str:
     bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
     rows = compare_rows(bench, reference, candidate)
     machine = machine_description(device)

@@ -1,6 +1,6 @@
 """Backbone backend: our PyTorch backbone through `torch.compile`, with its caches kept on disk.
 
-Compiling (with max-autotune) takes minutes, so it happens once: afterwards torch's compile
+Compiling takes ~40 s (minutes with max-autotune), so it happens once: afterwards torch's compile
 caches (FX graph, autotuning choices, Triton kernels) are saved with
 `torch.compiler.save_cache_artifacts()` into one file under a key of everything that changes
 the result — architecture, precision, device, torch version, compile options. A later start
@@ -28,7 +28,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CompileOptions:
-    max_autotune: bool = True
+    max_autotune: bool = False
 
     def mode(self, device: torch.device) -> str:
         if self.max_autotune:
