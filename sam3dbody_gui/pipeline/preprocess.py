@@ -34,7 +34,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from sam3dbody_gui.errors import BoxError, UserError
+from sam3dbody_gui.errors import UserError
+
+from .box import checked_image_size as _checked_image_size
+from .box import validate_box  # noqa: F401  (part of this module's API)
 
 BODY_CROP_SIZE = 512
 BODY_PADDING = 1.25
@@ -74,39 +77,6 @@ class CropGeometry:
     def inverse_affine(self) -> np.ndarray:
         """(2, 3) map crop pixel -> image pixel, computed as OpenCV does."""
         return _invert_affine(self.affine)
-
-
-def validate_box(box_xyxy: Optional[Sequence[float]], image_hw: Tuple[int, int]) -> np.ndarray:
-    """Check a person box (x1, y1, x2, y2) against the photo; return it as float64 (4,).
-
-    None means "the whole photo", [0, 0, W, H], as upstream uses without a detector.
-    Corners given in either order are sorted. A box partly outside the photo is kept as
-    given; one that misses the photo entirely, has no area, or holds NaN/inf raises
-    BoxError.
-    """
-    height, width = _checked_image_size(image_hw)
-    if box_xyxy is None:
-        return np.array([0.0, 0.0, float(width), float(height)])
-
-    try:
-        values = np.asarray(box_xyxy, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {box_xyxy!r}") from None
-    if values.shape != (4,):
-        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {values.size}")
-    if not np.all(np.isfinite(values)):
-        raise BoxError(f"person box has a non-finite coordinate: {_format_box(values)}")
-
-    x1, x2 = sorted(values[0::2])
-    y1, y2 = sorted(values[1::2])
-    box = np.array([x1, y1, x2, y2])
-    if x2 - x1 <= 0 or y2 - y1 <= 0:
-        raise BoxError(f"person box {_format_box(box)} has zero width or height; "
-                       "draw a box around the person")
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise BoxError(f"person box {_format_box(box)} lies entirely outside the "
-                       f"{width}x{height} image")
-    return box
 
 
 def crop_geometry(box_xyxy: Optional[Sequence[float]], image_hw: Tuple[int, int],
@@ -204,17 +174,6 @@ def intrinsics_from(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[values["fx"], 0.0, values["cx"]],
                      [0.0, values["fy"], values["cy"]],
                      [0.0, 0.0, 1.0]])
-
-
-def _checked_image_size(image_hw: Tuple[int, int]) -> Tuple[int, int]:
-    height, width = (int(v) for v in image_hw[:2])
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    return height, width
-
-
-def _format_box(box: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
 
 
 def _widen_to_aspect(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:

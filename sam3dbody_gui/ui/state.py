@@ -183,27 +183,10 @@ class AppState(QObject):
 
 
 def check_box(box, image_hw: tuple[int, int]) -> Box:
-    """The rules of pipeline.preprocess.validate_box (which the worker applies again), without
-    importing torch on the UI thread: 4 finite numbers, corners sorted, some area, and at least
-    partly inside the photo."""
-    from ..errors import BoxError
+    """The pipeline's own box rules (validate_box; torch-free, fine on the UI thread)."""
+    from ..pipeline.box import validate_box
 
-    try:
-        values = np.asarray(box, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {box!r}") from None
-    if values.shape != (4,):
-        raise BoxError(f"person box must be 4 numbers (x1, y1, x2, y2), got {values.size}")
-    if not np.all(np.isfinite(values)):
-        raise BoxError("person box has a non-finite coordinate")
-    x1, x2 = sorted(values[0::2])
-    y1, y2 = sorted(values[1::2])
-    text = f"({x1:g}, {y1:g}, {x2:g}, {y2:g})"
-    height, width = image_hw
-    if x2 - x1 <= 0 or y2 - y1 <= 0:
-        raise BoxError(f"person box {text} has zero width or height; draw a box around the person")
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise BoxError(f"person box {text} lies entirely outside the {width}x{height} image")
+    x1, y1, x2, y2 = validate_box(box, image_hw)
     return (float(x1), float(y1), float(x2), float(y2))
 
 
