@@ -1,4 +1,4 @@
-"""Command line: `sam3dbody-gui [gui]`, `infer`, `demo`, `make-synthetic`.
+"""Command line: `sam3dbody-gui [gui]`, `infer`, `demo`, `make-synthetic`, `download`.
 
 Every problem the user can fix ends as one `error: …` line and a non-zero exit, with no
 traceback and no partial output file.
@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", default="pytorch:bf16", help="e.g. compiled:bf16+graph, pt2, tensorrt")
     p.add_argument("--autotune", action="store_true")
     p.add_argument("--json", type=Path)
+
+    p = sub.add_parser("download", help="download the model files from Hugging Face (facebook/sam-3d-body-dinov3 "
+                                        "is gated: accept the SAM License on its page first)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--backbone-only", action="store_true",
+                      help="only embedl/sam-3d-body's int8 backbone exports (ONNX ~3.4 GB for TensorRT, .pt2)")
+    what.add_argument("--model-only", action="store_true",
+                      help="only facebook/sam-3d-body-dinov3 (model.ckpt, model_config.yaml, assets/mhr_model.pt)")
+    p.add_argument("--dest", type=Path, metavar="DIR",
+                   help="download into this folder instead of the Hugging Face cache (HF_HUB_CACHE)")
+    p.add_argument("--token", help="Hugging Face access token (default: HF_TOKEN, or the one saved by `hf auth login`)")
 
     # SUPPRESS: `sam3dbody-gui --model M gui` keeps M (the subcommand does not reset it to None).
     _add_gui_options(sub.add_parser("gui", help="open the window (the default)", argument_default=argparse.SUPPRESS))
@@ -244,6 +255,12 @@ def cmd_make_synthetic(args) -> None:
     make_synthetic_model(args.dest, size=args.size, seed=args.seed, exports=exports, progress=print)
 
 
+def cmd_download(args) -> None:
+    from .hub import cli_download
+
+    cli_download(model=not args.backbone_only, backbone=not args.model_only, dest=args.dest, token=args.token)
+
+
 def cmd_gui(args) -> None:
     try:
         from .ui.app import run_gui
@@ -283,6 +300,7 @@ def cmd_compare(args) -> None:
 
 
 COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "bench": cmd_bench,
+            "download": cmd_download,
             "compare": cmd_compare, "gui": cmd_gui, None: cmd_gui}
 
 
