@@ -70,3 +70,44 @@ def rotmat_from_euler_xyz(angles: torch.Tensor) -> torch.Tensor:
         -sy, cy * sx, cy * cx,
     )
     return torch.stack(rows, dim=-1).reshape(angles.shape[:-1] + (3, 3))
+
+
+def _axis_rotmat(angle: torch.Tensor, axis: int) -> torch.Tensor:
+    """Rotation by `angle` (...) about coordinate axis 0 (x), 1 (y) or 2 (z) → (..., 3, 3)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
+    if axis == 0:
+        rows = (one, zero, zero, zero, c, -s, zero, s, c)
+    elif axis == 1:
+        rows = (c, zero, s, zero, one, zero, -s, zero, c)
+    else:
+        rows = (c, -s, zero, s, c, zero, zero, zero, one)
+    return torch.stack(rows, dim=-1).reshape(angle.shape + (3, 3))
+
+
+def rotmat_from_intrinsic_xzy(angles: torch.Tensor) -> torch.Tensor:
+    """Intrinsic 'XZY' Euler angles (x, z, y) → Rx(x)·Rz(z)·Ry(y) (how upstream reads the wrist)."""
+    x, z, y = angles.unbind(-1)
+    return _axis_rotmat(x, 0) @ _axis_rotmat(z, 2) @ _axis_rotmat(y, 1)
+
+
+def intrinsic_xzy_from_rotmat(m: torch.Tensor) -> torch.Tensor:
+    """R = Rx(x)·Rz(z)·Ry(y) → (x, z, y), z in [-π/2, π/2]; at gimbal lock y = 0.
+
+    R[0,1] = -sin z, R[0,0] = cos z cos y, R[0,2] = cos z sin y, R[1,1] = cos x cos z,
+    R[2,1] = sin x cos z.
+    """
+    cz = torch.sqrt(m[..., 0, 0] ** 2 + m[..., 0, 2] ** 2)
+    singular = cz < 1e-6
+    z = torch.atan2(-m[..., 0, 1], cz)
+    # At |z| = π/2 only x - y (or x + y) is defined: y = 0, x from the remaining block.
+    x_lock = torch.atan2(-m[..., 0, 1] * m[..., 2, 0], m[..., 2, 2])
+    x = torch.where(singular, x_lock, torch.atan2(m[..., 2, 1], m[..., 1, 1]))
+    y = torch.where(singular, torch.zeros_like(cz), torch.atan2(m[..., 0, 2], m[..., 0, 0]))
+    return torch.stack([x, z, y], dim=-1)
+
+
+def rotation_angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle (radians) of the relative rotation a·bᵀ of two (..., 3, 3) rotation matrices."""
+    trace = (a * b).sum(dim=(-2, -1))  # trace(a·bᵀ)
+    return torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0))

@@ -78,8 +78,9 @@ class SAM3DBody(nn.Module):
         if with_backbone:
             self.backbone = ImageEncoder(DinoV3Backbone(arch))
 
-        def mhr_head() -> MHRHead:
-            return MHRHead(dim, cfg.mhr_head_mlp_depth, cfg.mhr_head_channel_div, num_vertices, num_faces)
+        def mhr_head(hand_model: bool = False) -> MHRHead:
+            return MHRHead(dim, cfg.mhr_head_mlp_depth, cfg.mhr_head_channel_div, num_vertices, num_faces,
+                           hand_model=hand_model)
 
         def camera_head(scale: float) -> PerspectiveHead:
             return PerspectiveHead(dim, cfg.camera_head_mlp_depth, cfg.camera_head_channel_div, scale)
@@ -89,7 +90,7 @@ class SAM3DBody(nn.Module):
 
         self.head_pose = mhr_head()
         self.init_pose = nn.Embedding(1, NUM_POSE_OUTPUTS)
-        self.head_pose_hand = mhr_head()
+        self.head_pose_hand = mhr_head(hand_model=True)  # wrist-centred right hand (full mode)
         self.init_pose_hand = nn.Embedding(1, NUM_POSE_OUTPUTS)
         self.head_camera = camera_head(1.0)
         self.init_camera = nn.Embedding(1, 3)
