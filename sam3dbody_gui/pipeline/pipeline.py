@@ -3,6 +3,11 @@
     preprocess   crop geometry, 512×512 warp, normalisation (on the GPU when there is one)
     backbone     the runtime backend (PyTorch / compiled / .pt2 / TensorRT) → features on the device
     decoder+MHR  our SAM3DBody body pass (6 decoder layers, 6 MHR calls), a CUDA graph on GPUs
+  full mode (hand refinement, upstream's default inference) adds, see model/full_mode.py:
+    hand crops     hand boxes from the body pass → left (mirrored photo) and right hand crops
+    hand backbone  the same backbone on both hand crops
+    hand decoder   one hand-decoder pass for both hands
+    body re-run    checks, body decoder prompted with wrists/elbows, wrist fix, final rig
 
 Stage times are wall-clock with a device synchronisation at each boundary, so on a GPU they
 are the real per-stage latencies a user waits for, not just the time to queue kernels.
@@ -19,15 +24,20 @@ import numpy as np
 import torch
 
 from ..model.crop_camera import CropCamera
+from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
 from ..runtime.base import BackboneBackend
 from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop, warp_crop_tensor
-from .result import MeshResult
+from .result import MODES, MeshResult
 
 PARAM_KEYS = ("global_rot", "body_pose", "shape", "scale", "hand", "face", "mhr_model_params", "pred_pose_raw", "pred_cam")
 HOST_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_keypoints_3d", "pred_joint_coords", "pred_cam_t",
              "hand_box") + PARAM_KEYS
 BodyDecoder = Callable[[torch.Tensor, CropCamera], dict]
+# Full mode: what each hand's checks said, and what the body re-run used (all (1, 2) or (1,)).
+HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", "hand_checks_wrist_angle", "hand_checks_crop_size",
+                  "hand_checks_keypoints_in_crop", "hand_checks_wrist_distance", "hand_wrist_angle",
+                  "hand_wrist_distance", "hand_keypoint_extent", "hand_prompts_used", "body_rerun")
 
 
 class Pipeline:
@@ -51,15 +61,17 @@ class Pipeline:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _crop(self, image: np.ndarray, geom) -> torch.Tensor:
+    def _crop(self, image: np.ndarray, geom, mirrored: bool = False) -> torch.Tensor:
+        """The crop `geom` describes, of the photo or (`mirrored`) of the photo flipped left-right."""
         if self.device.type != "cuda":
-            return warp_crop(image, geom).to(self.device)
+            return warp_crop(image[:, ::-1] if mirrored else image, geom).to(self.device)
         # Upload each photo once: dragging the box re-crops the copy already on the GPU. The same
         # array object (alive, hence not a new photo at a recycled address) means the same photo.
         if self._image_ref is None or self._image_ref() is not image:
             self._image_on_device = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
             self._image_ref = weakref.ref(image)
-        return warp_crop_tensor(self._image_on_device, geom)
+        photo = self._image_on_device
+        return warp_crop_tensor(photo.flip(1) if mirrored else photo, geom)
 
     def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
         """All results in one device→host copy (into a reused pinned buffer on CUDA): one copy
@@ -89,9 +101,16 @@ class Pipeline:
         image: np.ndarray,
         box_xyxy: Sequence[float] | None = None,
         intrinsics: np.ndarray | None = None,
+        mode: str = "body",
+        hand_checks: HandChecks | None = None,
     ) -> MeshResult:
         """`image`: (H, W, 3) uint8 RGB (treated as read-only). `box_xyxy`: None = whole image.
-        `intrinsics`: 3×3 or None for upstream's default (focal = image diagonal, centred)."""
+        `intrinsics`: 3×3 or None for upstream's default (focal = image diagonal, centred).
+        `mode`: "body" (one backbone + one decoder pass) or "full" (+ hand refinement: two more
+        backbone runs, a hand-decoder pass and a prompted body re-run); `hand_checks`: full
+        mode's acceptance thresholds (default: upstream's)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
         geom = crop_geometry(box_xyxy, image_hw, crop_size=self.config.crop_size)
@@ -110,9 +129,26 @@ class Pipeline:
         self._sync()
         t2 = time.perf_counter()
         out = self.decoder(features, cam)
-        host = self._to_host([out[key][0] for key in HOST_KEYS] + [features[0]])
+        hand_stages: dict[str, float] = {}
+        hands = None
+        host_keys = HOST_KEYS
+        if mode == "full":
+            features = features.clone()  # a backend may reuse its output buffer for the hand crops
+            self._sync()
+            hand_stages["decoder+MHR"] = (time.perf_counter() - t2) * 1e3
+            out, hands, hand_stages = self._refine_hands(image, k, features, cam, out, hand_checks, hand_stages)
+            host_keys = HOST_KEYS + HAND_HOST_KEYS
+        host = self._to_host([out[key][0] for key in host_keys] + [features[0]])
         feature_map = host.pop()
-        host = dict(zip(HOST_KEYS, host))
+        host = dict(zip(host_keys, host))
+        if hands is not None:
+            hands.update(
+                accepted=host["hand_used"] > 0.5, passed_checks=host["hand_passed_checks"] > 0.5,
+                checks={name: host[f"hand_checks_{name}"] > 0.5
+                        for name in ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")},
+                measured={"wrist_angle_rad": host["hand_wrist_angle"], "wrist_distance": host["hand_wrist_distance"],
+                          "keypoint_extent": host["hand_keypoint_extent"]},
+                prompts_used=int(host["hand_prompts_used"]), body_rerun=bool(host["body_rerun"]))
         t3 = time.perf_counter()
         result = MeshResult(
             vertices=host["pred_vertices"],
@@ -129,15 +165,63 @@ class Pipeline:
             features=feature_map,
             hand_boxes=host["hand_box"],
             backend=self.backbone.info.label(),
+            mode=mode,
+            hands=hands,
         )
         t4 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3,
             "backbone": (t2 - t1) * 1e3,
             "decoder+MHR": (t3 - t2) * 1e3,
-            "total": (t4 - t0) * 1e3,
         }
+        if hand_stages:  # the body pass ended earlier; the last host copy counts as the re-run's
+            hand_stages["body re-run"] += (t3 - t2) * 1e3 - sum(hand_stages.values())
+            result.timings_ms.update(hand_stages)
+        result.timings_ms["total"] = (t4 - t0) * 1e3
         return result
+
+    def _refine_hands(self, image: np.ndarray, k: np.ndarray, features: torch.Tensor, cam: CropCamera,
+                      body: dict, checks: HandChecks | None, stages: dict[str, float]):
+        """Full mode after the body pass: hand crops → backbone → hand decoder → body re-run."""
+        from ..model.full_mode import LEFT, RIGHT, decode_hands, hand_boxes_xyxy, hand_crop_geometry, \
+            mirror_box_x, refine_body
+
+        t0 = time.perf_counter()
+        image_hw = (int(image.shape[0]), int(image.shape[1]))
+        width = image_hw[1]
+        boxes = hand_boxes_xyxy(body["hand_box"], cam)[0].cpu().numpy()  # (2, 4) photo px: the one host sync
+        geoms = [hand_crop_geometry(mirror_box_x(boxes[LEFT], width), image_hw, self.config.crop_size),
+                 hand_crop_geometry(boxes[RIGHT], image_hw, self.config.crop_size)]
+        crops = [normalize_crop(self._crop(image, g, mirrored=(side == LEFT)), self.config.image_mean,
+                                self.config.image_std) for side, g in zip((LEFT, RIGHT), geoms)]
+        hand_cams = CropCamera(
+            box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
+            box_size=torch.tensor([g.scale[0] for g in geoms]),
+            affine=torch.from_numpy(np.stack([g.affine for g in geoms])),
+            intrinsics=torch.from_numpy(np.stack([k, k])),
+            crop_size=self.config.crop_size,
+        ).to(self.device)
+        self._sync()
+        t1 = time.perf_counter()
+        # Backends take one crop at a time and may reuse their output buffer: copy the first.
+        hand_features = torch.cat([self.backbone(crops[0]).clone(), self.backbone(crops[1])])
+        self._sync()
+        t2 = time.perf_counter()
+        hands = decode_hands(self.model, hand_features, hand_cams)
+        self._sync()
+        t3 = time.perf_counter()
+        refined = refine_body(self.model, body, features, cam, hands, hand_cams, width, checks or HandChecks())
+        self._sync()
+        t4 = time.perf_counter()
+        crop_boxes = []
+        for side, g in zip((LEFT, RIGHT), geoms):  # the crop regions in the photo (left un-mirrored)
+            cx = width - g.center[0] - 1 if side == LEFT else g.center[0]
+            half = g.scale / 2
+            crop_boxes.append([cx - half[0], g.center[1] - half[1], cx + half[0], g.center[1] + half[1]])
+        info = {"boxes_xyxy": boxes.astype(np.float64), "crop_boxes_xyxy": np.array(crop_boxes)}
+        stages.update({"hand crops": (t1 - t0) * 1e3, "hand backbone": (t2 - t1) * 1e3,
+                       "hand decoder": (t3 - t2) * 1e3, "body re-run": (t4 - t3) * 1e3})
+        return refined, info, stages
 
 
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",

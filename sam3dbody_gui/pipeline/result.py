@@ -9,6 +9,8 @@ import numpy as np
 from .preprocess import CropGeometry
 
 STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
+FULL_MODE_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
+MODES = ("body", "full")
 
 
 @dataclass
@@ -31,6 +33,13 @@ class MeshResult:
     hand_boxes: np.ndarray  # (2, 4) left/right hand boxes, crop-normalised (x, y, w, h)
     timings_ms: dict[str, float] = field(default_factory=dict)
     backend: str = ""
+    mode: str = "body"  # "full": refined by the hand decoder (see model/full_mode.py)
+    # Full mode only: boxes_xyxy (2, 4) the predicted hand boxes and crop_boxes_xyxy (2, 4) the hand
+    # crops, photo px, (left, right); accepted (2,) whether each hand replaced the body's;
+    # passed_checks (2,); checks {name: (2,)}; measured {name: (2,)} (what the checks compared);
+    # prompts_used (wrist/elbow prompts of the re-run);
+    # body_rerun (whether the body decoder ran again).
+    hands: dict | None = None
 
     @property
     def vertices_camera(self) -> np.ndarray:
@@ -62,5 +71,17 @@ class MeshResult:
             "num_faces": int(self.faces.shape[0]),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "backend": self.backend,
+            "mode": self.mode,
+            **({"hands": _jsonable(self.hands)} if self.hands is not None else {}),
             "frame": "OpenCV camera frame (x right, y down, z forward), metres; mesh point = vertex + cam_t",
         }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
