@@ -484,6 +484,19 @@ def _plan_file(f: RepoFile, options: HubOptions) -> _Plan:
     return plan
 
 
+def _hub_reachable(f: RepoFile, options: HubOptions) -> bool:
+    """One HEAD request without retries: False only when the Hub cannot be reached at all (an
+    HTTP answer, even an error, means it can; the plan step reports that error precisely)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(f.repo_id, f.filename, revision=options.revision, endpoint=options.endpoint)
+    try:
+        get_hf_file_metadata(url, token=_token_arg(options), endpoint=options.endpoint, retry_on_errors=False)
+    except Exception as exc:  # noqa: BLE001
+        return not _is_unreachable(exc)
+    return True
+
+
 def _check_space(folder: Path, needed: int) -> None:
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -590,6 +603,16 @@ def download(files: Sequence[RepoFile], options: HubOptions = HubOptions(), prog
                 "Unset HF_HUB_OFFLINE on a machine with network to download them")
         folder = resolve_model_folder(options).folder
         return DownloadResult(statuses, folder, offline=True)
+
+    if files and not _hub_reachable(files[0], options):
+        # No network: huggingface_hub would retry each missing file for ~20 s; say it at once.
+        statuses = local_status(files, options)
+        missing = missing_files(statuses)
+        if missing:
+            raise HubError(f"cannot reach Hugging Face ({options.site()}): no network, or a proxy or firewall "
+                           f"blocks it. Already on disk: {len(files) - len(missing)} of {len(files)} files "
+                           f"(in the {options.where()}); missing: {', '.join(str(m) for m in missing)}")
+        return DownloadResult(statuses, resolve_model_folder(options).folder, offline=True)
 
     plans = []
     for i, f in enumerate(files, 1):
