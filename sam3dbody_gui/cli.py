@@ -51,6 +51,9 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="PyTorch backbone precision (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--backbone-file", type=Path, help="backbone ONNX (tensorrt) or .pt2 (pt2); default: from the model folder")
+    p.add_argument("--mode", default="body", choices=("body", "full"),
+                   help="body: one backbone + one decoder pass (fast); full: + hand refinement, upstream's "
+                        "default (two hand crops through the backbone, the hand decoder, a prompted body re-run)")
     p.add_argument("--frame", default="camera", choices=("camera", "upright"),
                    help="mesh coordinates: camera (OpenCV camera frame, lines up with the photo) "
                         "or upright (Y up, centred)")
@@ -174,7 +177,7 @@ def _run_and_save(image_path: Path, box, model_dir: Path, args, out_mesh, out_ov
         model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print))
     print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
     print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
-    result = _with_oom_message(lambda: pipeline.run(image, box, k))
+    result = _with_oom_message(lambda: pipeline.run(image, box, k, mode=getattr(args, "mode", "body")))
 
     if out_mesh:
         save_mesh(out_mesh, mesh_in_frame(result.vertices_camera, args.frame), result.faces)

@@ -239,3 +239,25 @@ def test_batched_refinement_keeps_static_shapes(tiny_loaded):
     assert both["pred_vertices"].shape[0] == 2 and torch.isfinite(both["pred_vertices"]).all()
     assert both["body_rerun"].tolist() == [1, 1]
     assert torch.equal(both["hand_passed_checks"][:1], one["hand_passed_checks"])
+
+
+def test_cli_infer_full_mode(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from sam3dbody_gui import cli
+
+    image, box = parity_image()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(image).save(photo)
+    out = tmp_path / "params.json"
+    code = cli.main(["infer", str(photo), "--model", str(tiny_model_dir), "--device", "cpu", "--backend", "pytorch",
+                     "--mode", "full", "--bbox", *map(str, box), "--json", str(out), "--out", str(tmp_path / "m.obj")])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["mode"] == "full"
+    assert list(data["timings_ms"])[3:7] == ["hand crops", "hand backbone", "hand decoder", "body re-run"]
+    assert np.asarray(data["hands"]["crop_boxes_xyxy"]).shape == (2, 4)
+    assert "hand crops" in capsys.readouterr().out
+    assert cli.build_parser().parse_args(["infer", str(photo)]).mode == "body"  # the default
