@@ -4,7 +4,8 @@ Backbone method (the seed's): batch 1, one 512×512 crop, CUDA events around eac
 2 s warm-up, 300 timed iterations, GPU compute time; mean, p95, throughput, artefact size,
 speed-up over fp32 eager and peak GPU memory. On a CPU: wall time, fewer iterations, labelled.
 End to end: the body-mode pipeline (preprocess → backbone → decoder+MHR → host) on the
-benchmark image set, wall clock per stage.
+benchmark image set, wall clock per stage; a '+full' configuration runs full mode (hand
+refinement: hand crops, two more backbone runs, hand decoder, body re-run) and adds those stages.
 """
 
 from __future__ import annotations
@@ -160,12 +161,14 @@ class Bench:
         return rows
 
     def pipeline(self, spec: str) -> Pipeline:
-        """A pipeline for 'backend:precision[+graph][+dec-bf16]': '+graph' runs the decoder as one
-        CUDA graph, '+dec-bf16' runs the decoder (not the MHR rig) in bf16."""
+        """A pipeline for 'backend:precision[+graph][+dec-bf16][+full]': '+graph' runs the body decoder
+        as one CUDA graph, '+dec-bf16' runs the decoder (not the MHR rig) in bf16, '+full' (used by
+        `end_to_end_rows`) runs full mode."""
         backbone_spec, *flags = spec.split("+")
-        unknown = set(flags) - {"graph", "dec-bf16"}
+        unknown = set(flags) - {"graph", "dec-bf16", "full"}
         if unknown:
-            raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: use +graph, +dec-bf16")
+            raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: "
+                            "use +graph, +dec-bf16, +full")
         loaded = self.loaded
         if "dec-bf16" in flags:
             if "dec-bf16" not in self._decoder_models:
@@ -184,11 +187,12 @@ class Bench:
         rows = []
         for spec in configs:
             pipeline = self.pipeline(spec)
+            mode = "full" if "full" in spec.split("+")[1:] else "body"
             self.progress(f"benchmarking end to end {spec}")
             for item in images[:2]:  # warm-up (allocations, first-run kernels)
-                pipeline.run(item.image, item.box)
+                pipeline.run(item.image, item.box, mode=mode)
             n = rounds or (E2E_ROUNDS_GPU if self.device.type == "cuda" else E2E_ROUNDS_CPU)
-            timings = [pipeline.run(item.image, item.box).timings_ms for _ in range(n) for item in images]
+            timings = [pipeline.run(item.image, item.box, mode=mode).timings_ms for _ in range(n) for item in images]
             rows.append(EndToEndRow(
                 spec, {k: statistics.median(t[k] for t in timings) for k in timings[0]},
                 float(np.percentile([t["total"] for t in timings], 95)), len(timings)))
@@ -197,7 +201,7 @@ class Bench:
 
 def default_e2e_configs(device: torch.device) -> list[str]:
     if device.type == "cuda":
-        return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+graph"]
+        return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+graph", "compiled:bf16+graph+full"]
     return ["pytorch:fp32"]
 
 
@@ -219,13 +223,16 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
             lines.append(f"{r.config:22s} {r.mean_ms:9.2f} {r.p95_ms:9.2f} {r.qps:8.1f} {r.artefact_mib:9.0f} "
                          f"{r.speedup_vs_fp32:7.2f}× {r.peak_gpu_gib:9.2f}")
     if e2e:
-        stages = list(e2e[0].stages_median_ms)
-        lines.append(f"\nend to end, body mode, image → mesh on the host (median ms over {e2e[0].runs} runs; "
-                     "'+graph' = decoder as one CUDA graph)")
-        lines.append(f"{'configuration':26s} " + " ".join(f"{s:>12s}" for s in stages) + f" {'total p95':>10s}")
+        stages = [s for s in e2e[0].stages_median_ms if s != "total"]
+        for r in e2e[1:]:  # full-mode rows add the hand stages
+            stages += [s for s in r.stages_median_ms if s not in stages and s != "total"]
+        stages.append("total")
+        lines.append(f"\nend to end, image → mesh on the host (median ms over {e2e[0].runs} runs; "
+                     "'+graph' = body decoder as one CUDA graph; '+full' = full mode, with hand refinement)")
+        lines.append(f"{'configuration':26s} " + " ".join(f"{s:>13s}" for s in stages) + f" {'total p95':>10s}")
         for r in e2e:
-            lines.append(f"{r.config:26s} " + " ".join(f"{r.stages_median_ms[s]:12.2f}" for s in stages)
-                         + f" {r.total_p95_ms:10.2f}")
+            cells = [f"{r.stages_median_ms[s]:13.2f}" if s in r.stages_median_ms else f"{'–':>13s}" for s in stages]
+            lines.append(f"{r.config:26s} " + " ".join(cells) + f" {r.total_p95_ms:10.2f}")
     return "\n".join(lines)
 
 

@@ -261,3 +261,15 @@ def test_cli_infer_full_mode(tiny_model_dir, tmp_path, capsys):
     assert np.asarray(data["hands"]["crop_boxes_xyxy"]).shape == (2, 4)
     assert "hand crops" in capsys.readouterr().out
     assert cli.build_parser().parse_args(["infer", str(photo)]).mode == "body"  # the default
+
+
+def test_bench_end_to_end_table_has_a_full_mode_row(tiny_model_dir):
+    from sam3dbody_gui.bench import run_bench
+
+    text = run_bench(tiny_model_dir, torch.device("cpu"), [], ["pytorch:fp32", "pytorch:fp32+full"], None,
+                     iterations=1, progress=lambda m: None)
+    header = next(line for line in text.splitlines() if line.startswith("configuration"))
+    assert header.split()[1:4] == ["preprocess", "backbone", "decoder+MHR"] and "re-run" in header
+    body_row = next(line for line in text.splitlines() if line.startswith("pytorch:fp32 "))
+    full_row = next(line for line in text.splitlines() if line.startswith("pytorch:fp32+full"))
+    assert "–" in body_row and "–" not in full_row
