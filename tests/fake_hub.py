@@ -180,3 +180,32 @@ class FakeHub:
                 time.sleep(self.chunk_delay)
         entry.bytes_sent = sent
         return status
+
+
+def repos_from_model(folder) -> dict[str, dict[str, bytes]]:
+    """The two repositories' files, filled from a synthetic model folder (real file formats)."""
+    from pathlib import Path
+
+    t = Path(folder)
+    return {
+        "facebook/sam-3d-body-dinov3": {
+            "model.ckpt": (t / "model.ckpt").read_bytes(),
+            "model_config.yaml": (t / "model_config.yaml").read_bytes(),
+            "assets/mhr_model.pt": (t / "assets" / "mhr_model.pt").read_bytes()},
+        "embedl/sam-3d-body": {
+            "embedl_sam3dbody_int8.onnx": (t / "exports" / "backbone.onnx").read_bytes(),
+            "embedl_sam3dbody_int8.onnx.data": (t / "exports" / "backbone.onnx.data").read_bytes(),
+            "embedl_sam3dbody_int8.pt2": (t / "exports" / "backbone.pt2").read_bytes(),
+            "sample_input.png": b"\x89PNG\r\n\x1a\n not really a photo"},
+    }
+
+
+def isolate_huggingface_hub(monkeypatch, tmp_path) -> None:
+    """No saved token, no HF_TOKEN, no telemetry request, online; nothing outside tmp_path."""
+    from huggingface_hub import constants
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

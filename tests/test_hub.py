@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub
+from fake_hub import FakeHub, isolate_huggingface_hub, repos_from_model
 from huggingface_hub import constants, scan_cache_dir
 
 from sam3dbody_gui import hub
@@ -34,26 +34,12 @@ GRANTED, NOT_ACCEPTED, UNKNOWN = "hf_granted", "hf_not_accepted", "hf_unknown"
 @pytest.fixture(scope="session")
 def repo_contents(tiny_model_dir) -> dict[str, dict[str, bytes]]:
     """The two repositories, filled from the tiny synthetic model (real file formats)."""
-    t = Path(tiny_model_dir)
-    return {
-        hub.MODEL_REPO: {"model.ckpt": (t / "model.ckpt").read_bytes(),
-                         "model_config.yaml": (t / "model_config.yaml").read_bytes(),
-                         "assets/mhr_model.pt": (t / "assets" / "mhr_model.pt").read_bytes()},
-        hub.BACKBONE_REPO: {"embedl_sam3dbody_int8.onnx": (t / "exports" / "backbone.onnx").read_bytes(),
-                            "embedl_sam3dbody_int8.onnx.data": (t / "exports" / "backbone.onnx.data").read_bytes(),
-                            "embedl_sam3dbody_int8.pt2": (t / "exports" / "backbone.pt2").read_bytes(),
-                            "sample_input.png": b"\x89PNG\r\n\x1a\n not really a photo"},
-    }
+    return repos_from_model(tiny_model_dir)
 
 
 @pytest.fixture(autouse=True)
 def isolated_hf(monkeypatch, tmp_path):
-    """No saved token, no HF_TOKEN, no telemetry call, online; nothing outside tmp_path."""
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_OIDC_RESOURCE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    isolate_huggingface_hub(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -42,9 +42,10 @@ DEBOUNCE_MS = 200
 HF_URL = "https://huggingface.co/facebook/sam-3d-body-dinov3"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
 NO_MODEL_TEXT = (
-    "<b>No model yet.</b> The weights are gated on Hugging Face: request access to "
-    f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a> (SAM License), download the folder and choose it. "
-    "Or try the demo model: it shows how the app works, but its weights are <b>random</b>."
+    "<b>No model yet.</b> SAM 3D Body's weights are on Hugging Face, gated: accept the SAM License on "
+    f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a>, then <b>Get the model…</b> downloads them "
+    "(or choose a folder you already have). The demo model shows how the app works, but its weights are "
+    "<b>random</b>."
 )
 
 
@@ -193,6 +194,8 @@ class MainWindow(QMainWindow):
         self.act_demo = A("Use &demo model (random weights)", self.use_demo_model, None,
                           "A synthetic model with random weights: for trying the app, not for results")
         self.act_choose_model = A("Choose model &folder…", self.choose_model_folder)
+        self.act_models = A("&Models…", self.models_dialog, None,
+                            "What is installed; download the model from Hugging Face; choose a folder or the demo")
 
         self.act_keypoints = A("Show &keypoints", self._set_keypoints, "K", checkable=True)
         self.act_opacity_up = A("Overlay opacity &up", lambda: self._nudge_opacity(+10), "]")
@@ -250,7 +253,7 @@ class MainWindow(QMainWindow):
                   self.act_focus_mesh):
             m.addAction(a)
         m = mb.addMenu("&Model")
-        for a in (self.act_settings, self.act_choose_model, self.act_demo, self.act_reload):
+        for a in (self.act_models, self.act_settings, self.act_choose_model, self.act_demo, self.act_reload):
             m.addAction(a)
         m = mb.addMenu("&Help")
         for a in (self.act_get_model, self.act_keys, self.act_about):
@@ -459,6 +462,8 @@ class MainWindow(QMainWindow):
             env = os.environ.get(MODEL_ENV)
             if env:
                 self.state.update_settings(model_dir=env)
+            else:
+                self._use_installed_model()
         if image is not None:
             self.open_image(image, box=bbox)
         else:
@@ -490,6 +495,34 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Model folder (model.ckpt, model_config.yaml, assets/)", start)
         if folder:
             self.apply_settings(replace(self.state.settings, model_dir=folder, use_demo_model=False))
+
+    def _use_installed_model(self) -> None:
+        """First start with nothing chosen: a model already in the Hugging Face cache (e.g. from
+        `sam3dbody-gui download` or `hf download`) is used, for this session."""
+        from ..hub import find_installed_model
+
+        found = find_installed_model()
+        if found is not None:
+            self.state.update_settings(model_dir=str(found))
+            self.state.post(f"Using the model found in the Hugging Face cache ({found})")
+
+    def models_dialog(self) -> None:
+        """Model ▸ Models…: what is installed, download, choose a folder or the demo."""
+        from .models_dialog import ModelsDialog
+
+        d = ModelsDialog(self.state.settings, self)
+        if d.exec() == QDialog.DialogCode.Accepted:
+            self.apply_model_choice(d.chosen)
+
+    def apply_model_choice(self, chosen) -> None:
+        """("folder", path) or ("demo", None), as the Models dialog chose."""
+        if not chosen:
+            return
+        kind, folder = chosen
+        if kind == "demo":
+            self.use_demo_model()
+        else:
+            self.apply_settings(replace(self.state.settings, model_dir=str(folder), use_demo_model=False))
 
     def apply_settings(self, settings: Settings, persist: bool = True) -> None:
         reload = settings.model_key() != self.state.settings.model_key() or not self.controller.has_model
@@ -572,8 +605,8 @@ class MainWindow(QMainWindow):
             text = ("<b>Model loading cancelled.</b> " if cancelled else "") + NO_MODEL_TEXT
             level = "warning"
         self.banner.show_message(text, level, [("Use demo model (random weights)", self.use_demo_model),
-                                               ("Choose model folder…", self.choose_model_folder),
-                                               ("Settings…", self.settings_dialog)], closable=True)
+                                               ("Get the model…", self.models_dialog),
+                                               ("Choose model folder…", self.choose_model_folder)], closable=True)
         self._banner_kind = "model"
         self._model_error = problem
 
@@ -789,9 +822,10 @@ class MainWindow(QMainWindow):
         box.setText(
             "SAM 3D Body's weights are published by Meta on Hugging Face as "
             f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a>. They are <b>gated</b>: sign in, accept the "
-            "SAM License, then download the folder (model.ckpt, model_config.yaml, assets/mhr_model.pt), e.g.<br>"
-            "<code>huggingface-cli download facebook/sam-3d-body-dinov3 --local-dir ~/models/sam-3d-body-dinov3</code>"
-            "<br>and choose that folder in Model ▸ Settings.<br><br>The <b>demo model</b> has the same layout with "
+            "SAM License, then download the files (model.ckpt, model_config.yaml, assets/mhr_model.pt) with "
+            "Model ▸ Models… or, in a terminal, <code>sam3dbody-gui download</code>: the app then finds them "
+            "by itself. A folder you already have is chosen in Model ▸ Models… too."
+            "<br><br>The <b>demo model</b> has the same layout with "
             "<b>random weights</b>: it exercises every part of the app, but its mesh is not a prediction.")
         box.exec()
 
