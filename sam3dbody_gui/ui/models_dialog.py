@@ -152,6 +152,8 @@ class ModelsDialog(QDialog):
         self.status.setTextFormat(Qt.TextFormat.RichText)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                             | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.status.setMinimumHeight(self.status.fontMetrics().lineSpacing() * 3 + 4)  # room for an error
         self.report = QPlainTextEdit(self)
         self.report.setReadOnly(True)
         self.report.setMaximumHeight(130)
