@@ -137,7 +137,7 @@ class ModelsDialog(QDialog):
         self.token.textChanged.connect(self._update_token_note)
         self.token_note = QLabel(self)
         self.token_note.setObjectName("dim")
-        self.backbone = QCheckBox("Also download the int8 backbone exports (embedl/sam-3d-body, about 4 GB: "
+        self.backbone = QCheckBox("Also download the int8 backbone exports (embedl/sam-3d-body, over 3.4 GB: "
                                   "TensorRT and .pt2 backends)", self)
         self.backbone.setChecked(False)
 
