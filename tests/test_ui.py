@@ -110,8 +110,12 @@ def test_result_fills_all_panels(qtbot, window):
     assert np.allclose(bundle.display_vertices.max(0) + bundle.display_vertices.min(0), 0, atol=1e-4)
     assert np.allclose(np.linalg.norm(md.vertexNormals(), axis=1), 1, atol=1e-3)
 
-    # 4. Latency: numbers in every stage, model description, random-weights warning.
-    for stage, label in window.latency.value_labels.items():
+    # 4. Latency: numbers in every stage shown (body mode: no hand stages), model description,
+    # random-weights warning.
+    shown = [s for s, tile in window.latency.tiles.items() if tile.isVisibleTo(window.latency)]
+    assert shown == ["preprocess", "backbone", "decoder+MHR", "total"]
+    for stage in shown:
+        label = window.latency.value_labels[stage]
         assert LATENCY_TEXT.match(label.text()), (stage, label.text())
     assert "pytorch" in window.latency.backend_badge.text()
     assert window.latency.warn_badge.isVisibleTo(window)
@@ -470,7 +474,7 @@ def test_settings_dialog_shows_unavailable_choices_with_reasons(qtbot, tiny_mode
         if not enabled[k]:
             assert d.reasons[k] and model.item(keys.index(k)).toolTip()
     assert d.backend.currentData() in [k for k, on in enabled.items() if on]  # never an unavailable one
-    assert not d.mode.model().item(1).isEnabled()  # full mode: later
+    assert d.mode.model().item(1).isEnabled() and d.mode.itemData(1) == "full"  # full mode (hand refinement)
     import torch
 
     if not torch.cuda.is_available():
@@ -567,3 +571,42 @@ def _upscaled(image: np.ndarray, factor: int):
     from PIL import Image
 
     return Image.fromarray(image).resize((image.shape[1] * factor, image.shape[0] * factor))
+
+
+# ------------------------------------------------------------------------- full mode ---
+def test_full_mode_runs_on_release_and_body_mode_while_dragging(qtbot, window):
+    """Settings ▸ Mode: Full refines the hands; a box drag still runs the fast body mode, and
+    letting go of the box runs full mode. The latency panel shows the hand stages only then."""
+    from dataclasses import replace
+
+    from sam3dbody_gui.ui.settings_dialog import SettingsDialog
+
+    d = SettingsDialog(window.state.settings)
+    qtbot.addWidget(d)
+    d.mode.setCurrentIndex(d.mode.findData("full"))
+    settings = d.result_settings()
+    assert settings.mode == "full" and settings.model_key() == window.state.settings.model_key()
+    assert _open_sample(qtbot, window).result.mode == "body"
+    lat = window.latency
+    with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS) as blocker:
+        window.apply_settings(settings, persist=False)  # no reload: the same model runs both modes
+    full = blocker.args[0].result
+    assert full.mode == "full" and full.hands is not None
+    for stage in ("hand crops", "hand backbone", "hand decoder", "body re-run"):
+        assert lat.tiles[stage].isVisibleTo(lat) and LATENCY_TEXT.match(lat.value_labels[stage].text())
+
+    photo = window.photo
+    to_w = lambda x, y: photo.to_widget(x, y).toPoint()  # noqa: E731
+    qtbot.mousePress(photo, Qt.MouseButton.LeftButton, pos=to_w(150, 200))
+    with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS) as blocker:
+        qtbot.mouseMove(photo, to_w(170, 210))  # held still past the debounce, mid-drag
+    assert photo.dragging and blocker.args[0].result.mode == "body"
+    assert not lat.tiles["hand decoder"].isVisibleTo(lat)
+    with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS) as blocker:
+        qtbot.mouseRelease(photo, Qt.MouseButton.LeftButton, pos=to_w(170, 210))
+    assert not photo.dragging and blocker.args[0].result.mode == "full"
+    assert blocker.args[0].box == window.state.box
+    with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS) as blocker:
+        window.apply_settings(replace(window.state.settings, mode="body"), persist=False)
+    assert blocker.args[0].result.mode == "body" and not lat.tiles["body re-run"].isVisibleTo(lat)
+

@@ -1,6 +1,7 @@
 """Panel 4: live latency. The newest run's per-stage times (big numbers, with the median of
 the recent runs), a rolling plot of the last runs, and what ran them (backend, precision,
-device, and a plain warning when the weights are random)."""
+device, and a plain warning when the weights are random). Full-mode runs add a second row for
+the hand-refinement stages (hand crops, hand backbone, hand decoder, body re-run)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from . import style  # noqa: E402
 from .state import AppState  # noqa: E402
 
 STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
+HAND_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
 
 
 def format_ms(ms: float) -> str:
@@ -34,10 +36,11 @@ class LatencyView(QWidget):
         self.setAccessibleName("Latency per stage and history")
         self.value_labels: dict[str, QLabel] = {}
         self.stat_labels: dict[str, QLabel] = {}
+        self.tiles: dict[str, QFrame] = {}
 
         tiles = QGridLayout()
         tiles.setSpacing(8)
-        for i, stage in enumerate(STAGES):
+        for i, stage in enumerate(STAGES + HAND_STAGES):
             tile = QFrame(self)
             tile.setObjectName("stageTile")
             name = QLabel(style.STAGE_NAMES[stage].upper(), tile)
@@ -62,7 +65,9 @@ class LatencyView(QWidget):
             v.addLayout(head)
             v.addWidget(value)
             v.addWidget(stat)
-            tiles.addWidget(tile, 0, i)
+            tiles.addWidget(tile, i // len(STAGES), i % len(STAGES))
+            tile.setVisible(stage in STAGES)  # hand stages: shown after a full-mode run
+            self.tiles[stage] = tile
             self.value_labels[stage] = value
             self.stat_labels[stage] = stat
 
@@ -85,11 +90,12 @@ class LatencyView(QWidget):
         item.setYRange(0, 100, padding=0)
         # No legend: the tiles above carry the same colour swatches.
         self.curves = {}
-        for stage in STAGES:
+        for stage in STAGES + HAND_STAGES:
             width = 2.4 if stage == "total" else 1.6
             self.curves[stage] = self.plot.plot(
                 [], [], name=style.STAGE_NAMES[stage], pen=pg.mkPen(style.STAGE_COLOURS[stage], width=width),
-                symbol="o", symbolSize=4, symbolBrush=style.STAGE_COLOURS[stage], symbolPen=None)
+                symbol="o", symbolSize=4, symbolBrush=style.STAGE_COLOURS[stage], symbolPen=None,
+                connect="finite")  # body-mode runs have no hand stages: gaps, not zeros
 
         self.backend_badge = QLabel("no model", self)
         self.backend_badge.setObjectName("badge")
@@ -133,18 +139,21 @@ class LatencyView(QWidget):
     def refresh(self) -> None:
         history = list(self.state.history)
         if not history:
-            for stage in STAGES:
+            for stage in STAGES + HAND_STAGES:
                 self.value_labels[stage].setText("–")
                 self.stat_labels[stage].setText(" ")
                 self.curves[stage].setData([], [])
+                self.tiles[stage].setVisible(stage in STAGES)
             self.footer.setText(" ")
             return
         last = history[-1]
         first_run = self.state.runs - len(history) + 1
         xs = np.arange(first_run, first_run + len(history))
-        for stage in STAGES:
+        for stage in HAND_STAGES:  # the hand row follows the newest run's mode
+            self.tiles[stage].setVisible(stage in last)
+        for stage in STAGES + HAND_STAGES:
             values = np.array([h.get(stage, np.nan) for h in history], dtype=float)
-            self.value_labels[stage].setText(format_ms(last.get(stage, float("nan"))))
+            self.value_labels[stage].setText(format_ms(last[stage]) if stage in last else "–")
             recent = values[-20:]
             recent = recent[np.isfinite(recent)]
             if recent.size:

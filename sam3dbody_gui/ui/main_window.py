@@ -293,6 +293,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s, c = self.state, self.controller
         self.photo.boxEdited.connect(self.set_box)
+        self.photo.dragFinished.connect(self._on_drag_finished)
         self.whole_button.clicked.connect(lambda: self.set_box(None))
         self.opacity.valueChanged.connect(lambda v: s.update_settings(overlay_opacity=v / 100.0))
         self.keypoints_box.toggled.connect(self._set_keypoints)
@@ -421,14 +422,21 @@ class MainWindow(QMainWindow):
 
     # ==================================================================== inference ====
     def run_now(self) -> None:
-        """Send the current photo and box to the worker (replacing any pending request)."""
+        """Send the current photo and box to the worker (replacing any pending request). While
+        the box is being dragged the fast body mode runs, whatever the mode setting."""
         self._debounce.stop()
         s = self.state
         if s.image is None:
             return
-        self.controller.request_inference(s.image, s.box, s.image_id)
+        mode = "body" if self.photo.dragging else s.settings.mode
+        self.controller.request_inference(s.image, s.box, s.image_id, mode=mode)
         if not self.controller.has_model and not self.controller.loading:
             self._show_no_model()
+
+    def _on_drag_finished(self) -> None:
+        """Full mode: the drag ran body mode; now that the box is let go, refine the hands."""
+        if self.state.settings.mode != "body" and self.state.image is not None:
+            self._debounce.start()
 
     def _on_result(self, bundle: ResultBundle) -> None:
         if bundle.image_id != self.state.image_id:
@@ -526,11 +534,14 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, settings: Settings, persist: bool = True) -> None:
         reload = settings.model_key() != self.state.settings.model_key() or not self.controller.has_model
+        mode_changed = settings.mode != self.state.settings.mode
         self.state.set_settings(settings)
         if persist:
             save_settings(self.store, settings)
         if reload:
             self.load_model()
+        elif mode_changed and self.state.image is not None:
+            self.run_now()  # the same model runs both modes: show the photo in the new one
 
     def _show_progress(self, text: str) -> None:
         if self._progress is None:

@@ -46,6 +46,7 @@ def numpy_to_qimage(array: np.ndarray) -> QImage:
 
 class PhotoView(QWidget):
     boxEdited = Signal(object)  # Box | None
+    dragFinished = Signal()  # the mouse let go of the box (or Esc cancelled the drag)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -186,6 +187,12 @@ class PhotoView(QWidget):
             self.boxEdited.emit(box)
         elif drag == "draw" and self.state.box != self._drag_box:
             self.boxEdited.emit(self._drag_box)  # a click, not a box: keep what was there
+        self.dragFinished.emit()
+
+    @property
+    def dragging(self) -> bool:
+        """A box drag is under way (the window runs the fast body mode meanwhile)."""
+        return self._drag is not None
 
     def _dragged_box(self, p: QPointF) -> Optional[Box]:
         o, old = self._drag_origin, self._drag_box
@@ -221,6 +228,7 @@ class PhotoView(QWidget):
         if key == Qt.Key.Key_Escape and self._drag is not None:
             self._drag = None
             self.boxEdited.emit(self._drag_box)
+            self.dragFinished.emit()
             return
         if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.state.box is not None:
             self.boxEdited.emit(None)

@@ -125,7 +125,8 @@ def main(argv=None) -> int:
             report["side_vs_front_change"] = _changed_fraction(views["front"], views["side"])
             window.mesh.set_view("front")
             _wait(app, lambda: False, 0.3)
-        report["latency_text"] = {k: v.text() for k, v in window.latency.value_labels.items()}
+        lat = window.latency  # the stages shown (full mode's hand stages only after a full-mode run)
+        report["latency_text"] = {k: v.text() for k, v in lat.value_labels.items() if lat.tiles[k].isVisibleTo(lat)}
         report["title"] = window.windowTitle()
         if args.screenshot:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
-from .backends import FULL_MODE_REASON, MODES, PRECISIONS, backend_choices, device_choices
+from .backends import MODE_NOTE, MODES, PRECISIONS, backend_choices, device_choices
 from .state import Settings
 
 DEMO_TEXT = "Demo model (random weights; made in the user cache)"
@@ -69,10 +69,12 @@ class SettingsDialog(QDialog):
         self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
         self.mode = QComboBox(self)
         for key, label in MODES:
-            self.mode.addItem(label if key == "body" else f"{label} — coming later", key)
-        _disable_item(self.mode, 1, FULL_MODE_REASON)
-        self.mode.setCurrentIndex(0)
-        self.mode.setToolTip(f"Full mode: {FULL_MODE_REASON}")
+            self.mode.addItem(label, key)
+        self.mode.setCurrentIndex(max(0, self.mode.findData(settings.mode)))
+        self.mode.setToolTip(MODE_NOTE)
+        self.mode_note = QLabel(MODE_NOTE, self)
+        self.mode_note.setObjectName("dim")
+        self.mode_note.setWordWrap(True)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -87,6 +89,7 @@ class SettingsDialog(QDialog):
         form.addRow("&Device:", self.device)
         form.addRow("", self.device_note)
         form.addRow("M&ode:", self.mode)
+        form.addRow("", self.mode_note)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
@@ -148,6 +151,6 @@ class SettingsDialog(QDialog):
             backend=self.backend.currentData() or "auto",
             precision=self.precision.currentData() or "auto",
             device=self.device.currentData() or "auto",
-            mode="body",
+            mode=self.mode.currentData() or "body",
         )
 

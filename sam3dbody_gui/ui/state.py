@@ -33,14 +33,14 @@ class Settings:
     backend: str = "auto"  # auto | tensorrt | pt2 | pytorch | compiled (runtime/choices.py)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (PyTorch backbones)
     device: str = "auto"  # auto | cpu | cuda
-    mode: str = "body"  # body | full (full: hand refinement, not built yet)
+    mode: str = "body"  # body | full (+ hand refinement; live box dragging always runs body mode)
     mesh_frame: str = "camera"  # camera | upright (mesh export)
     overlay_opacity: float = 0.7
     show_keypoints: bool = True
 
     def model_key(self) -> tuple:
-        """The fields whose change needs a model (re)load."""
-        return (self.model_dir, self.use_demo_model, self.backend, self.precision, self.device, self.mode)
+        """The fields whose change needs a model (re)load (not the mode: one pipeline runs both)."""
+        return (self.model_dir, self.use_demo_model, self.backend, self.precision, self.device)
 
 
 @dataclass

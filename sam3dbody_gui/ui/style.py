@@ -17,8 +17,13 @@ KEYPOINT = "#ff5a3c"
 ERROR = "#ff6b6b"
 WARNING = "#ffb347"
 OK = "#5fd38d"
-STAGE_COLOURS = {"preprocess": "#56c2e6", "backbone": "#ffb347", "decoder+MHR": "#b48cff", "total": "#e4e7ec"}
-STAGE_NAMES = {"preprocess": "Preprocess", "backbone": "Backbone", "decoder+MHR": "Decoder + MHR", "total": "Total"}
+STAGE_COLOURS = {"preprocess": "#56c2e6", "backbone": "#ffb347", "decoder+MHR": "#b48cff", "total": "#e4e7ec",
+                 # full mode's extra stages
+                 "hand crops": "#7fd6c2", "hand backbone": "#ffd27f", "hand decoder": "#ff8fb1",
+                 "body re-run": "#9dd67f"}
+STAGE_NAMES = {"preprocess": "Preprocess", "backbone": "Backbone", "decoder+MHR": "Decoder + MHR", "total": "Total",
+               "hand crops": "Hand crops", "hand backbone": "Hand backbone", "hand decoder": "Hand decoder",
+               "body re-run": "Body re-run"}
 
 STYLE_SHEET = f"""
 QMainWindow, QDialog {{ background: {WINDOW}; }}

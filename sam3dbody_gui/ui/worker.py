@@ -40,6 +40,7 @@ class Job:
     image: Optional[np.ndarray] = None
     box: Optional[Box] = None
     image_id: int = 0
+    mode: str = "body"  # infer: "body" or "full" (hand refinement)
     submitted_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
 
@@ -142,7 +143,7 @@ class Worker(QObject):
             if callable(forget):
                 forget()
             self._last_image = key
-        result = job.pipeline.run(job.image, job.box, None)
+        result = job.pipeline.run(job.image, job.box, None, mode=job.mode)
         return make_bundle(job.id, result, job.box, job.image_id, job.submitted_at)
 
 
@@ -205,8 +206,8 @@ class InferenceController(QObject):
         self.loadCancelled.emit()
         self._emit_busy()
 
-    def request_inference(self, image: np.ndarray, box: Optional[Box], image_id: int) -> int:
-        job = Job(next(self._ids), "infer", image=image, box=box, image_id=image_id)
+    def request_inference(self, image: np.ndarray, box: Optional[Box], image_id: int, mode: str = "body") -> int:
+        job = Job(next(self._ids), "infer", image=image, box=box, image_id=image_id, mode=mode)
         if self.pending_infer is not None:
             self.superseded += 1
         self.pending_infer = job
