@@ -542,8 +542,10 @@ def _resumable_fetch(f: RepoFile, options: HubOptions, bar, verify: Callable[[in
         blobs = _cache_repo_dir(options, f.repo_id) / "blobs"
         partial = blobs / f"{etag}.incomplete"
         final = blobs / etag
-    if final.exists():  # already there (cache blob): let the library link it
-        hf_hub_download(**_download_kwargs(f, options))
+    if final.exists():
+        if options.local_dir is not None:  # appeared since the plan: it may be the user's, keep it
+            raise HubError(f"{final} is already there; it was kept: move it away to download the Hub's")
+        hf_hub_download(**_download_kwargs(f, options))  # the blob is cached: the library links it
         return True
     partial.parent.mkdir(parents=True, exist_ok=True)
     have = _file_size(partial) or 0
@@ -552,9 +554,12 @@ def _resumable_fetch(f: RepoFile, options: HubOptions, bar, verify: Callable[[in
     _check_space(partial.parent, size - have)
 
     headers = build_hf_headers(token=_token_arg(options))
-    download_url = meta.location or url
+    # As huggingface_hub's own HTTP path: a Xet-stored file is fetched through its /resolve/ address
+    # (the redirect is followed, and the token is not sent to another host); an LFS file from the
+    # address the HEAD request was redirected to, without the token when that is another host.
+    download_url = url if meta.xet_file_data is not None else (meta.location or url)
     if urlparse(download_url).netloc != urlparse(url).netloc:
-        headers.pop("authorization", None)  # a signed CDN address: no token to third parties
+        headers.pop("authorization", None)
     with open(partial, "r+b" if partial.exists() else "wb") as fh:
         fh.truncate(have)
         fh.seek(have)
