@@ -497,6 +497,19 @@ def _hub_reachable(f: RepoFile, options: HubOptions) -> bool:
     return True
 
 
+def _check_library() -> None:
+    """Downloading uses hf_hub_download's dry_run and tqdm_class (huggingface_hub 1.1 and later)."""
+    import inspect
+
+    import huggingface_hub
+    from huggingface_hub import hf_hub_download
+
+    params = inspect.signature(hf_hub_download).parameters
+    if "dry_run" not in params or "tqdm_class" not in params:
+        raise HubError(f"huggingface_hub {huggingface_hub.__version__} is too old to download the model: "
+                       "pip install -U 'huggingface_hub>=1.1'")
+
+
 def _check_space(folder: Path, needed: int) -> None:
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -594,6 +607,7 @@ def download(files: Sequence[RepoFile], options: HubOptions = HubOptions(), prog
     fetched: the cached files are used and a HubError lists what is missing."""
     from huggingface_hub import hf_hub_download
 
+    _check_library()
     report = progress or (lambda p: None)
     files = list(files)
     if is_offline():
