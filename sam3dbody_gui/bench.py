@@ -162,8 +162,8 @@ class Bench:
 
     def pipeline(self, spec: str) -> Pipeline:
         """A pipeline for 'backend:precision[+graph][+dec-bf16][+full]': '+graph' runs the body decoder
-        as one CUDA graph, '+dec-bf16' runs the decoder (not the MHR rig) in bf16, '+full' (used by
-        `end_to_end_rows`) runs full mode."""
+        (and full mode's hand decoder) as CUDA graphs, '+dec-bf16' runs the decoder (not the MHR rig)
+        in bf16, '+full' (used by `end_to_end_rows`) runs full mode."""
         backbone_spec, *flags = spec.split("+")
         unknown = set(flags) - {"graph", "dec-bf16", "full"}
         if unknown:
@@ -175,12 +175,14 @@ class Bench:
                 self._decoder_models["dec-bf16"] = load_model_folder(
                     self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
             loaded = self._decoder_models["dec-bf16"]
-        decoder = None
+        decoder = hand_decoder = None
         if "graph" in flags and self.device.type == "cuda":
             from .runtime.decoder_graph import graph_body_decoder
+            from .runtime.hand_graph import LazyHandDecoder
 
             decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
-        return Pipeline(loaded, self.backend(backbone_spec), decoder)
+            hand_decoder = LazyHandDecoder(loaded.model, self.config.crop_size, self.device, graph=True)
+        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
         images = benchmark_images()

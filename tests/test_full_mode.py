@@ -273,3 +273,20 @@ def test_bench_end_to_end_table_has_a_full_mode_row(tiny_model_dir):
     body_row = next(line for line in text.splitlines() if line.startswith("pytorch:fp32 "))
     full_row = next(line for line in text.splitlines() if line.startswith("pytorch:fp32+full"))
     assert "–" in body_row and "–" not in full_row
+
+
+def test_hand_decoder_graph_falls_back_to_eager(tiny_loaded):
+    """The pipeline's hand pass: a CUDA graph on GPUs; a failed capture (here: no CUDA) runs eager."""
+    from sam3dbody_gui.runtime.hand_graph import LazyHandDecoder
+
+    model = tiny_loaded.model
+    features, cams = _hand_inputs(model)
+    eager = LazyHandDecoder(model, 512, torch.device("cpu"), graph=True)
+    assert not eager.want_graph and eager.status == "eager"  # no CUDA here: never tries
+    failing = LazyHandDecoder(model, 512, torch.device("cpu"), graph=False)
+    failing.want_graph = True  # as on a GPU: the capture is attempted, fails, and eager takes over
+    with torch.no_grad():
+        got = failing(features, cams)
+        want = decode_hands(model, features, cams)
+    assert failing.status.startswith("eager (CUDA graph capture failed") and not failing.want_graph
+    assert torch.equal(got["pred_vertices"], want["pred_vertices"])

@@ -118,7 +118,8 @@ def decode_hands(model: SAM3DBody, features: torch.Tensor, cams: CropCamera) -> 
     """Hand decoder on (2B, C, h, w) features of the hand crops: rows [0, B) the mirrored left
     hands, [B, 2B) the right hands. Returns the hand pass with the left rows mirrored back where
     the body needs them (hand PCA, wrist rotation, hand scale); 2-D keypoints stay in each crop's
-    own photo (the left ones in the mirrored photo)."""
+    own photo (the left ones in the mirrored photo). Static shapes, no host syncs and no
+    host-made tensors, so it can be captured as a CUDA graph (runtime/hand_graph.py)."""
     feats = model.prompt_encoder.add_no_mask(features.to(model.decoder_dtype))
     out = model.run_decoder(model.hand_branch(), feats, cams, model.box_prompt(feats.shape[0], feats.device))
     n = feats.shape[0] // 2
@@ -134,10 +135,9 @@ def decode_hands(model: SAM3DBody, features: torch.Tensor, cams: CropCamera) -> 
     out["scale"] = torch.where(is_left & (torch.arange(out["scale"].shape[1], device=feats.device) == l),
                                left_size[:, None], out["scale"])
     # Its wrist rotation, mirrored (x → -x): rows 1 and 2 change sign.
-    rots = out["joint_global_rots"]
-    mirror = torch.tensor([1.0, -1.0, -1.0], device=rots.device, dtype=rots.dtype)[:, None]
-    wrist = rots[:, WRIST_JOINTS[RIGHT]]
-    out["wrist_rotation"] = torch.where(is_left[..., None], wrist * mirror, wrist)
+    wrist = out["joint_global_rots"][:, WRIST_JOINTS[RIGHT]]
+    mirrored = torch.cat([wrist[:, :1], -wrist[:, 1:]], dim=1)  # no constant tensor: CUDA-graph capturable
+    out["wrist_rotation"] = torch.where(is_left[..., None], mirrored, wrist)
     return out
 
 

@@ -41,12 +41,18 @@ HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", "hand_checks_wrist_angle", 
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None,
+                 hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
         self.backbone = backbone
         self.decoder: BodyDecoder = decoder or self.model.decode_body
+        if hand_decoder is None:  # full mode's hand pass; build_pipeline gives a CUDA-graph one on GPUs
+            from ..runtime.hand_graph import LazyHandDecoder
+
+            hand_decoder = LazyHandDecoder(self.model, self.config.crop_size, loaded.device, graph=False)
+        self.hand_decoder = hand_decoder
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
         self._image_ref: weakref.ref | None = None  # the photo last uploaded to the GPU
@@ -183,8 +189,7 @@ class Pipeline:
     def _refine_hands(self, image: np.ndarray, k: np.ndarray, features: torch.Tensor, cam: CropCamera,
                       body: dict, checks: HandChecks | None, stages: dict[str, float]):
         """Full mode after the body pass: hand crops → backbone → hand decoder → body re-run."""
-        from ..model.full_mode import LEFT, RIGHT, decode_hands, hand_boxes_xyxy, hand_crop_geometry, \
-            mirror_box_x, refine_body
+        from ..model.full_mode import LEFT, RIGHT, hand_boxes_xyxy, hand_crop_geometry, mirror_box_x, refine_body
 
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
@@ -207,7 +212,7 @@ class Pipeline:
         hand_features = torch.cat([self.backbone(crops[0]).clone(), self.backbone(crops[1])])
         self._sync()
         t2 = time.perf_counter()
-        hands = decode_hands(self.model, hand_features, hand_cams)
+        hands = self.hand_decoder(hand_features, hand_cams)
         self._sync()
         t3 = time.perf_counter()
         refined = refine_body(self.model, body, features, cam, hands, hand_cams, width, checks or HandChecks())
@@ -247,10 +252,12 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config.backbone_type, config.crop_size, encoder, progress)
-    decoder = None
+    decoder = hand_decoder = None
     if cuda_graph and dev.type == "cuda":
         from ..runtime.decoder_graph import graph_body_decoder
+        from ..runtime.hand_graph import LazyHandDecoder
 
         progress("capturing the decoder as a CUDA graph")
         decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
-    return Pipeline(loaded, backbone, decoder)
+        hand_decoder = LazyHandDecoder(loaded.model, config.crop_size, dev, graph=True)  # full mode, on first use
+    return Pipeline(loaded, backbone, decoder, hand_decoder)
