@@ -26,18 +26,22 @@ def xvfb_display():
         pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb libgl1-mesa-dri libxcb-cursor0 ...); "
                     "the OpenGL view test needs an X server")
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([XVFB, "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+    # -noreset: without it the server re-initialises when its last client leaves and writes the
+    # display number to the pipe again; a closed pipe then kills it ("Cannot write display number").
+    proc = subprocess.Popen([XVFB, "-displayfd", str(write_fd), "-noreset", "-screen", "0", "1600x1000x24",
+                             "-nolisten", "tcp"],
                             pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_fd)
     ready, _, _ = select.select([read_fd], [], [], 30)
     number = os.read(read_fd, 64).decode().strip() if ready else ""
-    os.close(read_fd)
     if not number:
         proc.kill()
+        os.close(read_fd)
         pytest.fail("Xvfb did not start (no display number within 30 s)")
     try:
         yield f":{number}"
     finally:
+        os.close(read_fd)  # kept open while the server runs, for the same reason
         proc.terminate()
         try:
             proc.wait(10)
