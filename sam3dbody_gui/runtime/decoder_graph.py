@@ -8,6 +8,8 @@ outputs live in the graph's static buffers and are overwritten by the next repla
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..model.crop_camera import CropCamera
@@ -29,6 +31,21 @@ def _plausible_camera(crop_size: int, device: torch.device) -> CropCamera:
     )
 
 
+def capture(run: Callable[[], dict], device: torch.device) -> tuple[torch.cuda.CUDAGraph, dict]:
+    """Warm `run` up on a side stream (as CUDA graphs require), then capture one call of it.
+    Returns the graph and the outputs of the captured call (static buffers a replay refills)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side), torch.inference_mode():
+        for _ in range(WARMUP_RUNS):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        outputs = run()
+    return graph, outputs
+
+
 class GraphedBodyDecoder:
     def __init__(self, model: SAM3DBody, feature_shape: tuple[int, ...], feature_dtype: torch.dtype,
                  crop_size: int, device: torch.device) -> None:
@@ -37,15 +54,7 @@ class GraphedBodyDecoder:
         self.model = model
         self.features = torch.randn(feature_shape, device=device, dtype=feature_dtype)
         self.camera = _plausible_camera(crop_size, device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(WARMUP_RUNS):
-                model.decode_body(self.features, self.camera)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.outputs = model.decode_body(self.features, self.camera)
+        self.graph, self.outputs = capture(lambda: model.decode_body(self.features, self.camera), device)
 
     def __call__(self, features: torch.Tensor, camera: CropCamera) -> dict[str, torch.Tensor]:
         self.features.copy_(features)

@@ -16,9 +16,7 @@ import torch
 from ..model.crop_camera import CropCamera
 from ..model import full_mode
 from ..model.sam3d_body import SAM3DBody
-
-CAMERA_FIELDS = ("box_center", "box_size", "affine", "intrinsics")
-WARMUP_RUNS = 3  # TorchScript profiles its first runs; capture only once it has settled
+from .decoder_graph import CAMERA_FIELDS, capture
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_cam_t", "hand", "scale", "wrist_rotation")
 CHECK_RTOL = 1e-3  # replay vs eager on the same inputs: the same kernels, so far tighter in practice
 
@@ -46,15 +44,7 @@ class GraphedHandDecoder:
         self.features = torch.randn(n, model.feature_dim, side, side, device=device, dtype=model.decoder_dtype,
                                     generator=torch.Generator(device).manual_seed(0))
         self.camera = _hand_cameras(n, crop_size, device)
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream), torch.inference_mode():
-            for _ in range(WARMUP_RUNS):
-                full_mode.decode_hands(model, self.features, self.camera)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.outputs = full_mode.decode_hands(model, self.features, self.camera)
+        self.graph, self.outputs = capture(lambda: full_mode.decode_hands(model, self.features, self.camera), device)
         # Check the graph on other inputs than it was captured with (an input baked into the graph
         # would show): features and cameras changed, replay vs eager.
         with torch.inference_mode():
