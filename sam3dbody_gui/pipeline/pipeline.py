@@ -233,7 +233,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                    backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "fp32",
                    progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None) -> Pipeline:
     """Load a model folder and open the backbone backend the request (or `auto`) names."""
-    from ..device import resolve_device
+    from ..device import resolve_device, resolve_dtype
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
@@ -246,8 +246,6 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     request = BackendRequest(kind=backend, precision=precision, backbone_file=backbone_file, cache_dir=cache_dir)
     plan = plan_backend(request, files, dev, config.backbone_type, config.crop_size)
     progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
-    from ..device import resolve_dtype
-
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None

@@ -46,7 +46,24 @@ def capture(run: Callable[[], dict], device: torch.device) -> tuple[torch.cuda.C
     return graph, outputs
 
 
-class GraphedBodyDecoder:
+class GraphedDecoderPass:
+    """A captured decoder pass fed through static inputs: `features`, `camera` (set by the
+    subclass before capture) are refilled on each call, then the graph is replayed."""
+
+    features: torch.Tensor
+    camera: CropCamera
+    graph: torch.cuda.CUDAGraph
+    outputs: dict
+
+    def __call__(self, features: torch.Tensor, camera: CropCamera) -> dict[str, torch.Tensor]:
+        self.features.copy_(features)
+        for name in CAMERA_FIELDS:
+            getattr(self.camera, name).copy_(getattr(camera, name))
+        self.graph.replay()
+        return self.outputs
+
+
+class GraphedBodyDecoder(GraphedDecoderPass):
     def __init__(self, model: SAM3DBody, feature_shape: tuple[int, ...], feature_dtype: torch.dtype,
                  crop_size: int, device: torch.device) -> None:
         if device.type != "cuda":
@@ -55,13 +72,6 @@ class GraphedBodyDecoder:
         self.features = torch.randn(feature_shape, device=device, dtype=feature_dtype)
         self.camera = _plausible_camera(crop_size, device)
         self.graph, self.outputs = capture(lambda: model.decode_body(self.features, self.camera), device)
-
-    def __call__(self, features: torch.Tensor, camera: CropCamera) -> dict[str, torch.Tensor]:
-        self.features.copy_(features)
-        for name in CAMERA_FIELDS:
-            getattr(self.camera, name).copy_(getattr(camera, name))
-        self.graph.replay()
-        return self.outputs
 
 
 def graph_body_decoder(model: SAM3DBody, crop_size: int, device: torch.device) -> GraphedBodyDecoder:

@@ -16,7 +16,7 @@ import torch
 from ..model.crop_camera import CropCamera
 from ..model import full_mode
 from ..model.sam3d_body import SAM3DBody
-from .decoder_graph import CAMERA_FIELDS, capture
+from .decoder_graph import GraphedDecoderPass, capture
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_cam_t", "hand", "scale", "wrist_rotation")
 CHECK_RTOL = 1e-3  # replay vs eager on the same inputs: the same kernels, so far tighter in practice
 
@@ -33,7 +33,7 @@ def _hand_cameras(n: int, crop_size: int, device: torch.device) -> CropCamera:
     )
 
 
-class GraphedHandDecoder:
+class GraphedHandDecoder(GraphedDecoderPass):
     """`decode_hands(model, features, cams)` for `persons` persons (2 × persons crops)."""
 
     def __init__(self, model: SAM3DBody, crop_size: int, device: torch.device, persons: int = 1) -> None:
@@ -60,13 +60,6 @@ class GraphedHandDecoder:
                        / want[key].float().abs().max().clamp(min=1e-12)).item()
                 if not err <= CHECK_RTOL:
                     raise RuntimeError(f"the captured hand decoder differs from the eager one ({key}: rel. {err:.1e})")
-
-    def __call__(self, features: torch.Tensor, cams: CropCamera) -> dict[str, torch.Tensor]:
-        self.features.copy_(features)
-        for name in CAMERA_FIELDS:
-            getattr(self.camera, name).copy_(getattr(cams, name))
-        self.graph.replay()
-        return self.outputs
 
 
 class LazyHandDecoder:

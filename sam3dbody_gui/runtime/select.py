@@ -95,7 +95,7 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
             raise ModelFolderError(f"no .pt2 backbone in {files.folder}; give its path")
         return BackendPlan("pt2", "as exported", pt2, "chosen")
     if req.kind == "compiled":
-        cached = _compiled_is_cached(req, files, device, arch, precision, crop_size)
+        cached = _compile_cache(req, device, arch, precision, crop_size).is_file()
         return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached)
     if req.kind == "pytorch":
         return BackendPlan("pytorch", precision, None, "chosen")
@@ -104,7 +104,7 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
         onnx = find_backbone_file(files, ONNX_CANDIDATES)
         if tensorrt_available() and onnx is not None:
             return BackendPlan("tensorrt", "int8+fp16", onnx, "auto: TensorRT installed and a backbone ONNX found")
-        if _compiled_is_cached(req, files, device, arch, precision, crop_size):
+        if _compile_cache(req, device, arch, precision, crop_size).is_file():
             return BackendPlan("compiled", precision, None, "auto: a compiled backbone is cached")
         return BackendPlan("pytorch", precision, None, "auto: CUDA without TensorRT or a cached compiled backbone")
     return BackendPlan("pytorch", "fp32", None, "auto: no CUDA GPU, CPU fp32")
@@ -123,11 +123,6 @@ def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.devic
         return quantize_backbone_fp8(encoder), torch.bfloat16
     dtype = resolve_dtype(precision)
     return encoder.to(dtype), dtype
-
-
-def _compiled_is_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
-                        crop_size: int) -> bool:
-    return _compile_cache(req, device, arch, precision, crop_size).is_file()
 
 
 def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device, arch: str,
