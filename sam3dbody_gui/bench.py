@@ -129,8 +129,8 @@ class Bench:
             if plan.needs_backbone_weights:  # a private copy: backends cast or quantise it in place
                 encoder = type(self.encoder_fp32)(self.encoder_fp32.arch).to(self.device)
                 encoder.load_state_dict(self.encoder_fp32.state_dict())
-            self.backends[spec] = open_backend(plan, req, self.files, self.device, self.config.backbone_type,
-                                               self.config.crop_size, encoder, self.progress)
+            self.backends[spec] = open_backend(plan, req, self.files, self.device, self.config, encoder,
+                                               self.progress)
         return self.backends[spec]
 
     @torch.inference_mode()
@@ -161,14 +161,15 @@ class Bench:
         return rows
 
     def pipeline(self, spec: str) -> Pipeline:
-        """A pipeline for 'backend:precision[+graph][+dec-bf16][+full]': '+graph' runs the body decoder
-        (and full mode's hand decoder) as CUDA graphs, '+dec-bf16' runs the decoder (not the MHR rig)
-        in bf16, '+full' (used by `end_to_end_rows`) runs full mode."""
+        """A pipeline for 'backend:precision[+graph][+dec-compiled][+dec-bf16][+full]': '+graph' runs
+        the body decoder (and full mode's hand decoder) as CUDA graphs, '+dec-compiled' compiles the
+        body decoder pass and the crop (then captures the pass: implies '+graph'), '+dec-bf16' runs
+        the decoder (not the MHR rig) in bf16, '+full' (used by `end_to_end_rows`) runs full mode."""
         backbone_spec, *flags = spec.split("+")
-        unknown = set(flags) - {"graph", "dec-bf16", "full"}
+        unknown = set(flags) - {"graph", "dec-compiled", "dec-bf16", "full"}
         if unknown:
             raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: "
-                            "use +graph, +dec-bf16, +full")
+                            "use +graph, +dec-compiled, +dec-bf16, +full")
         loaded = self.loaded
         if "dec-bf16" in flags:
             if "dec-bf16" not in self._decoder_models:
@@ -176,13 +177,20 @@ class Bench:
                     self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
             loaded = self._decoder_models["dec-bf16"]
         decoder = hand_decoder = None
-        if "graph" in flags and self.device.type == "cuda":
+        compiled = "dec-compiled" in flags and self.device.type == "cuda"
+        if ("graph" in flags or compiled) and self.device.type == "cuda":
+            from .runtime.compiled_decoder import CompiledBodyDecoder
             from .runtime.decoder_graph import graph_body_decoder
             from .runtime.hand_graph import LazyHandDecoder
+            from .runtime.select import default_cache_dir
 
-            decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
+            if compiled:
+                decoder = CompiledBodyDecoder(loaded.model, self.config.crop_size, self.device,
+                                              self.cache_dir or default_cache_dir(), self.progress)
+            else:
+                decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
             hand_decoder = LazyHandDecoder(loaded.model, self.config.crop_size, self.device, graph=True)
-        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder)
+        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, compiled_crop=compiled)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
         images = benchmark_images()
@@ -230,7 +238,8 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
             stages += [s for s in r.stages_median_ms if s not in stages and s != "total"]
         stages.append("total")
         lines.append(f"\nend to end, image → mesh on the host (median ms over {e2e[0].runs} runs; "
-                     "'+graph' = body decoder as one CUDA graph; '+full' = full mode, with hand refinement)")
+                     "'+graph' = body decoder as one CUDA graph; '+dec-compiled' = decoder and crop compiled, then "
+                     "captured; '+full' = full mode, with hand refinement)")
         lines.append(f"{'configuration':26s} " + " ".join(f"{s:>13s}" for s in stages) + f" {'total p95':>10s}")
         for r in e2e:
             cells = [f"{r.stages_median_ms[s]:13.2f}" if s in r.stages_median_ms else f"{'–':>13s}" for s in stages]

@@ -41,3 +41,27 @@ def benchmark_images() -> list[BenchImage]:
         BenchImage("half resolution", small, tuple(v / 2 for v in SAMPLE_BOX)),
         BenchImage("sensor noise σ=12", noisy, SAMPLE_BOX),
     ]
+
+
+def calibration_images() -> list[BenchImage]:
+    """What FP8 activation scales are measured on: other boxes and edits of the same photo than
+    `benchmark_images`, so `compare` judges the quantised backbone on crops it was not tuned on."""
+    photo = load_image(sample_image_path())
+    h, w = photo.shape[:2]
+    grey = np.repeat(photo.astype(np.float32).mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    contrast = np.clip((photo.astype(np.float32) - 128.0) * 1.5 + 128.0, 0, 255).astype(np.uint8)
+    bright = np.clip(photo.astype(np.float32) * 1.35 + 10.0, 0, 255).astype(np.uint8)
+    blurred = photo.astype(np.float32)
+    for axis in (0, 1):  # a 5-pixel box blur, twice
+        blurred = sum(np.roll(blurred, shift, axis=axis) for shift in range(-2, 3)) / 5.0
+    lying = np.ascontiguousarray(np.rot90(photo))  # the person turned a quarter
+    return [
+        BenchImage("calibration: torso box", photo, (60.0, 120.0, 420.0, 512.0)),
+        BenchImage("calibration: wide box", photo, (-100.0, -40.0, w + 100.0, h + 60.0)),
+        BenchImage("calibration: face", photo, (150.0, 40.0, 300.0, 220.0)),
+        BenchImage("calibration: grey", grey, SAMPLE_BOX),
+        BenchImage("calibration: high contrast", contrast, SAMPLE_BOX),
+        BenchImage("calibration: bright", bright, (40.0, 20.0, 480.0, 500.0)),
+        BenchImage("calibration: blurred", blurred.astype(np.uint8), SAMPLE_BOX),
+        BenchImage("calibration: quarter turn", lying, (0.0, 0.0, float(h), float(w))),
+    ]

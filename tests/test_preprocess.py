@@ -230,3 +230,41 @@ def test_tensor_warp_is_bit_identical_to_the_numpy_warp(box):
     image = np.random.default_rng(5).integers(0, 256, (512, 480, 3), dtype=np.uint8)
     geom = crop_geometry(box, image.shape[:2])
     assert torch.equal(warp_crop_tensor(torch.from_numpy(image), geom), warp_crop(image, geom))
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_device_cropper_gives_the_reference_crop_and_keeps_the_photo(mirrored):
+    """The pipeline's device-side crop (eager here; compiled on GPUs) = the numpy warp, normalised."""
+    from sam3dbody_gui.pipeline.device_crop import DeviceCropper
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    image = np.random.default_rng(6).integers(0, 256, (300, 410, 3), dtype=np.uint8)
+    cropper = DeviceCropper(torch.device("cpu"), mean, std)
+    for box in ((20, 10, 370, 290), (-100, -50, 200, 300)):
+        geom = crop_geometry(box, image.shape[:2])
+        want = normalize_crop(warp_crop(image[:, ::-1] if mirrored else image, geom), mean, std)
+        got = cropper(image, geom, mirrored=mirrored)
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6, rtol=0)
+    photo = cropper._photo
+    cropper(image, geom)
+    assert cropper._photo is photo  # the same photo is not uploaded again
+    cropper(image.copy(), geom)
+    assert cropper._photo is not photo  # a new array is a new photo
+    with pytest.raises(ValueError, match="std be positive"):
+        DeviceCropper(torch.device("cpu"), mean, (0.2, 0.0, 0.2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled crop runs on CUDA")
+def test_compiled_device_crop_matches_the_reference_for_any_photo_size():
+    from sam3dbody_gui.pipeline.device_crop import DeviceCropper
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    cropper = DeviceCropper(torch.device("cuda"), mean, std, compiled=True)
+    assert cropper.status == "compiled"
+    rng = np.random.default_rng(7)
+    for shape, box in (((512, 512, 3), (20, 10, 370, 512)), ((333, 1001, 3), (-100, -50, 600, 300)),
+                       ((1080, 720, 3), None)):  # square, wide, tall: one compile serves all
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        geom = crop_geometry(box, image.shape[:2])
+        want = normalize_crop(warp_crop(image, geom), mean, std)
+        assert torch.allclose(cropper(image, geom).cpu(), want, atol=1e-5, rtol=0)

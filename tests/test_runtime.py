@@ -157,3 +157,49 @@ def test_fp8_refused_without_a_capable_gpu(tiny_model_dir):
         pytest.skip("a GPU is present")
     with pytest.raises(DeviceError, match="fp8 needs"):
         build_pipeline(tiny_model_dir, "cpu", "fp8", backend="pytorch")
+
+
+def test_fp8_calibration_fixes_one_scale_per_layer_close_to_per_token_scaling(tiny_loaded):
+    """Static (calibrated) FP8 activation scales: every layer gets one, and the features stay
+    close to the per-token-scaled ones on a crop that was not in the calibration set."""
+    import copy
+
+    from sam3dbody_gui.runtime.fp8 import Fp8Linear, calibrate_fp8_, quantize_backbone_fp8
+    from sam3dbody_gui.runtime.select import calibration_crops
+
+    encoder = quantize_backbone_fp8(copy.deepcopy(tiny_loaded.model.backbone.encoder))
+    crop = next(iter(calibration_crops(tiny_loaded.config, torch.device("cpu"))))
+    other = torch.roll(crop, shifts=100, dims=-1)
+    try:
+        with torch.inference_mode():
+            per_token = encoder(other.to(torch.bfloat16)).float()
+            used = calibrate_fp8_(encoder, calibration_crops(tiny_loaded.config, torch.device("cpu")))
+            static = encoder(other.to(torch.bfloat16)).float()
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"torch._scaled_mm unavailable here: {exc}")
+    layers = [m for m in encoder.modules() if isinstance(m, Fp8Linear)]
+    assert used == 8 and layers and all(m.calibrated for m in layers)
+    assert relative_difference(static, per_token) < 0.1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled decoder pass is captured on CUDA")
+def test_compiled_decoder_matches_eager_and_loads_from_its_cache(tiny_model_dir, tmp_path):
+    from sam3dbody_gui.model.model_folder import load_model_folder
+    from sam3dbody_gui.runtime.compiled_decoder import CompiledBodyDecoder
+    from sam3dbody_gui.runtime.decoder_graph import plausible_camera
+
+    loaded = load_model_folder(tiny_model_dir, device="cuda")
+    dev = torch.device("cuda")
+    first = CompiledBodyDecoder(loaded.model, 512, dev, tmp_path)
+    assert not first.from_cache and first.cache_file.is_file()
+    features = torch.randn(1, loaded.model.feature_dim, 32, 32, device=dev)
+    cam = plausible_camera(512, dev)
+    cam.box_center[0] += 30.0
+    with torch.inference_mode():
+        want = loaded.model.decode_body(features, cam)
+        got = first(features, cam)
+        for key in ("pred_vertices", "pred_keypoints_2d", "pred_cam_t"):
+            assert relative_difference(got[key], want[key]) < 1e-4
+    assert CompiledBodyDecoder(loaded.model, 512, dev, tmp_path).from_cache
+    pipe = build_pipeline(tiny_model_dir, "cuda", "fp32", backend="pytorch", compile_decoder=True, cache_dir=tmp_path)
+    assert pipe.decoder_label == "compiled + CUDA graph" and pipe.cropper.status == "compiled"

@@ -23,11 +23,13 @@ class CropCamera:
     crop_size: int
 
     def to(self, device: torch.device | str) -> "CropCamera":
-        moved = {
-            f.name: getattr(self, f.name).to(device=device, dtype=torch.float32)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor)
-        }
+        """float32 on `device`, all fields in one copy (each copy to a GPU costs host time)."""
+        tensors = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        packed = torch.cat([t.to(torch.float32).reshape(-1) for t in tensors.values()]).to(device)
+        moved, start = {}, 0
+        for name, t in tensors.items():
+            moved[name] = packed[start : start + t.numel()].view(t.shape)
+            start += t.numel()
         return CropCamera(crop_size=self.crop_size, **moved)
 
     def full_to_crop_normalized(self, points: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ are the real per-stage latencies a user waits for, not just the time to queue ke
 from __future__ import annotations
 
 import time
-import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,7 +26,8 @@ from ..model.crop_camera import CropCamera
 from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
 from ..runtime.base import BackboneBackend
-from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop, warp_crop_tensor
+from .device_crop import DeviceCropper
+from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
 from .result import MODES, MeshResult
 
 PARAM_KEYS = ("global_rot", "body_pose", "shape", "scale", "hand", "face", "mhr_model_params", "pred_pose_raw", "pred_cam")
@@ -42,7 +42,8 @@ HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", "hand_checks_wrist_angle", 
 
 class Pipeline:
     def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None,
-                 hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None) -> None:
+                 hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None,
+                 compiled_crop: bool = False) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
@@ -55,29 +56,28 @@ class Pipeline:
         self.hand_decoder = hand_decoder
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
-        self._image_ref: weakref.ref | None = None  # the photo last uploaded to the GPU
-        self._image_on_device: torch.Tensor | None = None
+        self.cropper = None
+        if self.device.type == "cuda":  # crops made on the GPU from a photo uploaded once
+            self.cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std, compiled_crop)
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
 
     @property
     def decoder_label(self) -> str:
-        return "CUDA graph" if self.decoder != self.model.decode_body else "eager"
+        if self.decoder == self.model.decode_body:
+            return "eager"
+        return getattr(self.decoder, "label", "CUDA graph")
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def _crop(self, image: np.ndarray, geom, mirrored: bool = False) -> torch.Tensor:
-        """The crop `geom` describes, of the photo or (`mirrored`) of the photo flipped left-right."""
-        if self.device.type != "cuda":
-            return warp_crop(image[:, ::-1] if mirrored else image, geom).to(self.device)
-        # Upload each photo once: dragging the box re-crops the copy already on the GPU. The same
-        # array object (alive, hence not a new photo at a recycled address) means the same photo.
-        if self._image_ref is None or self._image_ref() is not image:
-            self._image_on_device = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-            self._image_ref = weakref.ref(image)
-        photo = self._image_on_device
-        return warp_crop_tensor(photo.flip(1) if mirrored else photo, geom)
+        """The normalised backbone crop (1, C, S, S) `geom` describes, of the photo or
+        (`mirrored`) of the photo flipped left-right, on the compute device."""
+        if self.cropper is not None:
+            return self.cropper(image, geom, mirrored)
+        crop = warp_crop(image[:, ::-1] if mirrored else image, geom)
+        return normalize_crop(crop, self.config.image_mean, self.config.image_std).to(self.device)
 
     def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
         """All results in one device→host copy (into a reused pinned buffer on CUDA): one copy
@@ -99,7 +99,8 @@ class Pipeline:
         return arrays
 
     def forget_image(self) -> None:
-        self._image_ref = self._image_on_device = None
+        if self.cropper is not None:
+            self.cropper.forget()
 
     @torch.inference_mode()
     def run(
@@ -121,7 +122,7 @@ class Pipeline:
         image_hw = (int(image.shape[0]), int(image.shape[1]))
         geom = crop_geometry(box_xyxy, image_hw, crop_size=self.config.crop_size)
         k = default_intrinsics(image_hw) if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        crop = normalize_crop(self._crop(image, geom), self.config.image_mean, self.config.image_std)
+        crop = self._crop(image, geom)
         cam = CropCamera(
             box_center=torch.from_numpy(geom.center)[None],
             box_size=torch.tensor([geom.scale[0]]),
@@ -197,8 +198,7 @@ class Pipeline:
         boxes = hand_boxes_xyxy(body["hand_box"], cam)[0].cpu().numpy()  # (2, 4) photo px: the one host sync
         geoms = [hand_crop_geometry(mirror_box_x(boxes[LEFT], width), image_hw, self.config.crop_size),
                  hand_crop_geometry(boxes[RIGHT], image_hw, self.config.crop_size)]
-        crops = [normalize_crop(self._crop(image, g, mirrored=(side == LEFT)), self.config.image_mean,
-                                self.config.image_std) for side, g in zip((LEFT, RIGHT), geoms)]
+        crops = [self._crop(image, g, mirrored=(side == LEFT)) for side, g in zip((LEFT, RIGHT), geoms)]
         hand_cams = CropCamera(
             box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
             box_size=torch.tensor([g.scale[0] for g in geoms]),
@@ -231,8 +231,12 @@ class Pipeline:
 
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
                    backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "fp32",
-                   progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None) -> Pipeline:
-    """Load a model folder and open the backbone backend the request (or `auto`) names."""
+                   progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None,
+                   compile_decoder: bool | None = None) -> Pipeline:
+    """Load a model folder and open the backbone backend the request (or `auto`) names.
+
+    `compile_decoder`: on CUDA, also compile the decoder pass and the crop (TorchInductor; a
+    minute the first time, cached after). None: when the backbone is compiled too."""
     from ..device import resolve_device, resolve_dtype
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
@@ -249,13 +253,32 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
-    backbone = open_backend(plan, request, files, dev, config.backbone_type, config.crop_size, encoder, progress)
+    backbone = open_backend(plan, request, files, dev, config, encoder, progress)
     decoder = hand_decoder = None
+    if compile_decoder is None:
+        compile_decoder = plan.kind == "compiled"
+    compile_decoder = compile_decoder and cuda_graph and dev.type == "cuda"
     if cuda_graph and dev.type == "cuda":
         from ..runtime.decoder_graph import graph_body_decoder
         from ..runtime.hand_graph import LazyHandDecoder
 
-        progress("capturing the decoder as a CUDA graph")
-        decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
+        if compile_decoder:
+            decoder = _compiled_decoder_or_none(loaded, dev, request, progress)
+        if decoder is None:
+            progress("capturing the decoder as a CUDA graph")
+            decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
         hand_decoder = LazyHandDecoder(loaded.model, config.crop_size, dev, graph=True)  # full mode, on first use
-    return Pipeline(loaded, backbone, decoder, hand_decoder)
+    return Pipeline(loaded, backbone, decoder, hand_decoder, compiled_crop=compile_decoder)
+
+
+def _compiled_decoder_or_none(loaded: LoadedModel, device: torch.device, request, progress) -> BodyDecoder | None:
+    """The compiled body pass, or None (with a message) if compiling or its check fails."""
+    from ..runtime.compiled_decoder import CompiledBodyDecoder
+    from ..runtime.select import default_cache_dir
+
+    try:
+        return CompiledBodyDecoder(loaded.model, loaded.config.crop_size, device, request.cache_dir or default_cache_dir(),
+                                   progress)
+    except Exception as exc:  # noqa: BLE001 - the plain captured pass is always there to fall back on
+        progress(f"compiled decoder unavailable ({type(exc).__name__}: {exc}); using the captured pass")
+        return None

@@ -297,17 +297,29 @@ def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
     """
     if image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError(f"expected an (H, W, C) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
+    parts = torch.from_numpy(position_parts(geom)).to(image.device)
+    return warp_integer_positions(image, parts).permute(2, 0, 1).float().div(255.0).contiguous()
+
+
+def position_parts(geom: CropGeometry) -> np.ndarray:
+    """(4, S) int64: the per-column x, y and per-row x, y parts of the source positions, one
+    array so they reach the device in one copy (only these travel; the S×S grids form there)."""
+    return np.stack(_position_parts(geom.inverse_affine, geom.crop_size))
+
+
+def warp_integer_positions(image: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """The crop (S, S, C) as int32 in 0..255 from an (H, W, C) uint8 photo and `position_parts`.
+
+    Pure tensor code with static structure, so torch.compile can fuse it into one kernel.
+    """
     height, width, channels = image.shape
-    dev = image.device
-    # Only the four 1-D parts travel to the device (a few KB); the S×S grids are formed there.
-    x_by_col, y_by_col, x_by_row, y_by_row = (
-        torch.from_numpy(a).to(dev) for a in _position_parts(geom.inverse_affine, geom.crop_size))
+    x_by_col, y_by_col, x_by_row, y_by_row = parts.unbind(0)
     x_sub = (x_by_row[:, None] + x_by_col[None, :]) >> _SNAP_SHIFT
     y_sub = (y_by_row[:, None] + y_by_col[None, :]) >> _SNAP_SHIFT
     x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
     fx, fy = x_sub & (_SUBPIXEL_ONE - 1), y_sub & (_SUBPIXEL_ONE - 1)
-    pixels = image.reshape(-1, channels).to(torch.int32)
-    total = torch.zeros(x_sub.shape + (channels,), dtype=torch.int32, device=dev)
+    pixels = image.reshape(-1, channels)
+    total = None
     for dy, weight_y in ((0, _SUBPIXEL_ONE - fy), (1, fy)):
         rows = y0 + dy
         row_inside = (rows >= 0) & (rows < height)
@@ -316,7 +328,7 @@ def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
             cols = x0 + dx
             inside = row_inside & (cols >= 0) & (cols < width)
             weight = (weight_x * weight_y * inside).to(torch.int32)
-            total += weight[:, :, None] * pixels[row_start + cols.clamp(0, width - 1)]
+            term = weight[:, :, None] * pixels[row_start + cols.clamp(0, width - 1)].to(torch.int32)
+            total = term if total is None else total + term
     full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
-    crop = torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
-    return crop.permute(2, 0, 1).float().div(255.0).contiguous()
+    return torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")

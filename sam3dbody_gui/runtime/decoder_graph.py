@@ -8,18 +8,16 @@ outputs live in the graph's static buffers and are overwritten by the next repla
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from ..model.crop_camera import CropCamera
 from ..model.sam3d_body import SAM3DBody
+from .cuda_graph import capture
 
 CAMERA_FIELDS = ("box_center", "box_size", "affine", "intrinsics")
-WARMUP_RUNS = 3  # TorchScript profiles its first runs; capture only once it has settled
 
 
-def _plausible_camera(crop_size: int, device: torch.device) -> CropCamera:
+def plausible_camera(crop_size: int, device: torch.device) -> CropCamera:
     """A sensible camera for warm-up and capture (values only shape the warm-up run)."""
     return CropCamera(
         box_center=torch.tensor([[crop_size / 2, crop_size / 2]], device=device),
@@ -31,25 +29,11 @@ def _plausible_camera(crop_size: int, device: torch.device) -> CropCamera:
     )
 
 
-def capture(run: Callable[[], dict], device: torch.device) -> tuple[torch.cuda.CUDAGraph, dict]:
-    """Warm `run` up on a side stream (as CUDA graphs require), then capture one call of it.
-    Returns the graph and the outputs of the captured call (static buffers a replay refills)."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side), torch.inference_mode():
-        for _ in range(WARMUP_RUNS):
-            run()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
-        outputs = run()
-    return graph, outputs
-
-
 class GraphedDecoderPass:
     """A captured decoder pass fed through static inputs: `features`, `camera` (set by the
     subclass before capture) are refilled on each call, then the graph is replayed."""
 
+    label = "CUDA graph"
     features: torch.Tensor
     camera: CropCamera
     graph: torch.cuda.CUDAGraph
@@ -70,7 +54,7 @@ class GraphedBodyDecoder(GraphedDecoderPass):
             raise ValueError("CUDA graphs need a CUDA device")
         self.model = model
         self.features = torch.randn(feature_shape, device=device, dtype=feature_dtype)
-        self.camera = _plausible_camera(crop_size, device)
+        self.camera = plausible_camera(crop_size, device)
         self.graph, self.outputs = capture(lambda: model.decode_body(self.features, self.camera), device)
 
 

@@ -1,17 +1,25 @@
 """FP8 (e4m3) linear layers for the backbone on Hopper GPUs: 2× the bf16 tensor-core rate.
 
-Weights are quantised once per output channel; activations per token at run time (dynamic,
-no calibration set needed); the product runs in `torch._scaled_mm` with row-wise scales and
-bf16 output. Everything else in the backbone (patch conv, norms, attention) stays bf16.
+Weights are quantised once per output channel. Activations get one scale per layer, measured
+once on the calibration images (`calibrate_fp8_`, like a TensorRT INT8 calibration): the
+quantisation is then an element-wise step the compiler fuses into the kernel that produces
+the activation. (Per-token scales measured at run time were tried first: their row-wise
+max-reductions cost more than FP8 saved, 5.68 vs 5.56 ms for bf16 on the H100.) E4M3 is a
+floating-point format, so one scale per layer keeps ~2 significant digits over a wide range.
+The product runs in `torch._scaled_mm` with bf16 output and Hopper's fast accumulation.
+Everything else in the backbone (patch conv, norms, attention) stays bf16.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import torch
 from torch import nn
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8).max)  # 448
+CALIBRATION_HEADROOM = 1.25  # scale for 125 % of the largest activation seen: new photos may go higher
 
 
 def fp8_supported(device: torch.device) -> bool:
@@ -19,8 +27,10 @@ def fp8_supported(device: torch.device) -> bool:
 
 
 class Fp8Linear(nn.Module):
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, fast_accum: bool = True) -> None:
         super().__init__()
+        # Hopper's fast FP8 accumulation (periodic promotion skipped): the rate FP8 is for.
+        self.fast_accum = fast_accum
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX
         self.register_buffer("weight_fp8", (weight / scale).to(FP8))  # (out, in), row-major
@@ -30,14 +40,31 @@ class Fp8Linear(nn.Module):
         if mask is not None:
             bias = bias * mask.to(bias.dtype)
         self.register_buffer("bias", bias.to(torch.bfloat16))
+        # Per-layer activation scale; 0 = not calibrated: measure per token at run time instead.
+        self.register_buffer("input_scale", torch.zeros((), device=weight.device))
         self.out_features = linear.out_features
+        self.observed_amax: torch.Tensor | None = None  # set while calibrating
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.input_scale > 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).float()
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX
-        out = torch._scaled_mm((rows / scale).to(FP8), self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                               out_dtype=torch.bfloat16)
+        if self.observed_amax is not None:
+            self.observed_amax = torch.maximum(self.observed_amax, rows.abs().amax())
+        if self._static:
+            scale = self.input_scale.expand(rows.shape[0], 1).contiguous()  # _scaled_mm wants (M, 1)
+            # Clamped: a new photo's activation beyond the calibrated range saturates, never NaN.
+            quantized = (rows / self.input_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+        else:
+            scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX
+            quantized = (rows / scale).to(FP8)
+        out = torch._scaled_mm(quantized, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
+                               out_dtype=torch.bfloat16, use_fast_accum=self.fast_accum)
         return (out + self.bias).reshape(*x.shape[:-1], self.out_features)
+
+    _static = False  # a plain attribute (not a tensor test) so compiled graphs branch on it freely
 
 
 def quantize_backbone_fp8(encoder: nn.Module) -> nn.Module:
@@ -49,3 +76,27 @@ def quantize_backbone_fp8(encoder: nn.Module) -> nn.Module:
                 if isinstance(child, nn.Linear):
                     setattr(parent, name, Fp8Linear(child))
     return encoder
+
+
+@torch.no_grad()
+def calibrate_fp8_(encoder: nn.Module, crops: Iterable[torch.Tensor]) -> int:
+    """Measure each FP8 layer's largest input on `crops` (normalised (1, 3, S, S)) and fix its
+    activation scale from it. Returns how many crops were used."""
+    layers = [m for m in encoder.modules() if isinstance(m, Fp8Linear)]
+    for layer in layers:
+        layer._static = False
+        layer.observed_amax = torch.zeros((), device=layer.weight_fp8.device)
+    count = 0
+    try:
+        for crop in crops:
+            encoder(crop.to(device=layers[0].weight_fp8.device, dtype=torch.bfloat16))
+            count += 1
+    finally:
+        for layer in layers:
+            amax, layer.observed_amax = layer.observed_amax, None
+            if count:
+                layer.input_scale.copy_((amax * CALIBRATION_HEADROOM).clamp(min=1e-12) / FP8_MAX)
+                layer._static = True
+    if not count:
+        raise ValueError("no calibration crops")
+    return count

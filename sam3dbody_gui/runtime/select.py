@@ -10,17 +10,18 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from ..device import resolve_dtype
 from ..errors import DeviceError, ModelFolderError, UserError
 from ..model.backbone import DinoV3Backbone
+from ..model.config import ModelConfig
 from ..model.model_folder import ModelFiles
 from .base import BackboneBackend
 from .choices import BACKENDS, PRECISIONS
-from .fp8 import fp8_supported, quantize_backbone_fp8
+from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
@@ -115,19 +116,34 @@ def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precisi
                               CompileOptions(req.max_autotune))
 
 
-def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.device) -> tuple[torch.nn.Module, torch.dtype]:
+def calibration_crops(config: ModelConfig, device: torch.device) -> Iterator[torch.Tensor]:
+    """The calibration images as normalised backbone crops (see benchmark_images.py)."""
+    from ..benchmark_images import calibration_images
+    from ..pipeline.preprocess import crop_geometry, normalize_crop, warp_crop
+
+    for item in calibration_images():
+        geom = crop_geometry(item.box, item.image.shape[:2], crop_size=config.crop_size)
+        yield normalize_crop(warp_crop(item.image, geom), config.image_mean, config.image_std).to(device)
+
+
+def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.device,
+                    config: ModelConfig) -> tuple[torch.nn.Module, torch.dtype]:
     """Our backbone in the requested precision, and the dtype its input must have."""
     if precision == "fp8":
         if not fp8_supported(device):
             raise DeviceError("fp8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper)")
-        return quantize_backbone_fp8(encoder), torch.bfloat16
+        quantized = quantize_backbone_fp8(encoder)
+        with torch.inference_mode():
+            calibrate_fp8_(quantized, calibration_crops(config, device))
+        return quantized, torch.bfloat16
     dtype = resolve_dtype(precision)
     return encoder.to(dtype), dtype
 
 
-def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device, arch: str,
-                 crop_size: int, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None) -> BackboneBackend:
+def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device,
+                 config: ModelConfig, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None) -> BackboneBackend:
     """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one."""
+    arch, crop_size = config.backbone_type, config.crop_size
     if plan.kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackbone
 
@@ -142,7 +158,9 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         return ExportedProgramBackbone(plan.backbone_file, device)
     if encoder is None:
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
-    prepared, dtype = prepare_encoder(encoder, plan.precision, device)
+    if plan.precision == "fp8":
+        progress("calibrating FP8 activation scales")
+    prepared, dtype = prepare_encoder(encoder, plan.precision, device, config)
     if plan.kind == "compiled":
         cache = _compile_cache(req, device, arch, plan.precision, crop_size)
         return CompiledBackbone(prepared, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress,
