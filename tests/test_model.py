@@ -111,3 +111,18 @@ def test_bilinear_sampling_equals_grid_sample_inside_and_outside_the_map():
     assert (sample_bilinear(feature_map, points) - want).abs().max() < 1e-5
     odd = torch.tensor([[[float("nan"), 0.0], [float("inf"), 0.1], [-1e9, 0.0]]])
     assert torch.equal(sample_bilinear(feature_map[:1], odd), torch.zeros(1, 3, 16))
+
+
+def test_bilinear_sampling_in_bf16_reads_the_right_cells():
+    """A bf16 decoder samples a bf16 map: cell indices must not be formed in bf16 (which rounds
+    31 * 32 + 31 = 1023 to 1024: a wrong cell, or past the end, a device assert on GPUs)."""
+    import torch.nn.functional as F
+
+    from sam3dbody_gui.model.sam3d_body import sample_bilinear
+
+    feature_map = torch.randn(1, 8, 32, 32, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    points = torch.tensor([[[0.49, 0.49], [0.3, 0.45], [-0.4, 0.2], [0.0, 0.0]]]).to(torch.bfloat16)
+    want = F.grid_sample(feature_map.float(), 2 * points.float()[:, :, None], mode="bilinear",
+                         padding_mode="zeros", align_corners=False)[:, :, :, 0].transpose(1, 2)
+    got = sample_bilinear(feature_map, points).float()
+    assert (got - want).abs().max() < 0.05 * want.abs().max()

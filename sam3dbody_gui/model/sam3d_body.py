@@ -293,6 +293,9 @@ def sample_bilinear(feature_map: torch.Tensor, points: torch.Tensor) -> torch.Te
     """
     b, c, h, w = feature_map.shape
     flat = feature_map.flatten(2).transpose(1, 2)  # B, HW, C
+    # Positions and indices in fp32 whatever the decoder's dtype: bf16 holds integers exactly only
+    # up to 256, so a bf16 row * 32 + column would round to a neighbouring (or past-the-end) cell.
+    points = points.float()
     # Pixel coordinates (centres at integers); non-finite or far-away points only meet zeros.
     x = torch.nan_to_num((points[..., 0] + 0.5) * w - 0.5, nan=-2.0).clamp(-2.0, w + 1.0)
     y = torch.nan_to_num((points[..., 1] + 0.5) * h - 0.5, nan=-2.0).clamp(-2.0, h + 1.0)
