@@ -196,9 +196,9 @@ class Bench:
         images = benchmark_images()
         rows = []
         for spec in configs:
+            self.progress(f"benchmarking end to end {spec}")
             pipeline = self.pipeline(spec)
             mode = "full" if "full" in spec.split("+")[1:] else "body"
-            self.progress(f"benchmarking end to end {spec}")
             for item in images[:2]:  # warm-up (allocations, first-run kernels)
                 pipeline.run(item.image, item.box, mode=mode)
             n = rounds or (E2E_ROUNDS_GPU if self.device.type == "cuda" else E2E_ROUNDS_CPU)

@@ -202,4 +202,4 @@ def test_compiled_decoder_matches_eager_and_loads_from_its_cache(tiny_model_dir,
             assert relative_difference(got[key], want[key]) < 1e-4
     assert CompiledBodyDecoder(loaded.model, 512, dev, tmp_path).from_cache
     pipe = build_pipeline(tiny_model_dir, "cuda", "fp32", backend="pytorch", compile_decoder=True, cache_dir=tmp_path)
-    assert pipe.decoder_label == "compiled + CUDA graph" and pipe.cropper.status == "compiled"
+    assert pipe.decoder_label == "compiled + CUDA graph, bf16" and pipe.cropper.status == "compiled"

@@ -26,6 +26,7 @@ from ..model.crop_camera import CropCamera
 from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
 from ..runtime.base import BackboneBackend
+from ..runtime.pytorch_backend import PRECISION_NAMES
 from .device_crop import DeviceCropper
 from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
 from .result import MODES, MeshResult
@@ -63,9 +64,9 @@ class Pipeline:
 
     @property
     def decoder_label(self) -> str:
-        if self.decoder == self.model.decode_body:
-            return "eager"
-        return getattr(self.decoder, "label", "CUDA graph")
+        how = "eager" if self.decoder == self.model.decode_body else getattr(self.decoder, "label", "CUDA graph")
+        dtype = self.model.decoder_dtype
+        return how if dtype == torch.float32 else f"{how}, {PRECISION_NAMES.get(dtype, str(dtype))}"
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -230,13 +231,15 @@ class Pipeline:
 
 
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
-                   backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "fp32",
+                   backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "auto",
                    progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None,
                    compile_decoder: bool | None = None) -> Pipeline:
     """Load a model folder and open the backbone backend the request (or `auto`) names.
 
     `compile_decoder`: on CUDA, also compile the decoder pass and the crop (TorchInductor; a
-    minute the first time, cached after). None: when the backbone is compiled too."""
+    minute the first time, cached after). None: when the backbone is compiled too.
+    `decoder_precision`: "auto" is bf16 for a compiled decoder (the fast path; the MHR rig stays
+    fp32) and fp32 otherwise."""
     from ..device import resolve_device, resolve_dtype
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
@@ -249,15 +252,17 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     backbone_arch(config.backbone_type)  # an unknown architecture fails here, before loading anything
     request = BackendRequest(kind=backend, precision=precision, backbone_file=backbone_file, cache_dir=cache_dir)
     plan = plan_backend(request, files, dev, config.backbone_type, config.crop_size)
+    if compile_decoder is None:
+        compile_decoder = plan.kind == "compiled"
+    compile_decoder = compile_decoder and cuda_graph and dev.type == "cuda"
+    if decoder_precision == "auto":
+        decoder_precision = "bf16" if compile_decoder else "fp32"
     progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress)
     decoder = hand_decoder = None
-    if compile_decoder is None:
-        compile_decoder = plan.kind == "compiled"
-    compile_decoder = compile_decoder and cuda_graph and dev.type == "cuda"
     if cuda_graph and dev.type == "cuda":
         from ..runtime.decoder_graph import graph_body_decoder
         from ..runtime.hand_graph import LazyHandDecoder

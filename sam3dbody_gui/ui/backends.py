@@ -21,9 +21,10 @@ BACKEND_LABELS = {
     "tensorrt": "TensorRT engine (CUDA; built once, cached)",
     "pt2": "torch.export program (.pt2)",
     "pytorch": "PyTorch (eager)",
-    "compiled": "PyTorch compiled (AOTInductor; compiled once, cached)",
+    "compiled": "PyTorch compiled (torch.compile: backbone, decoder, crop; compiled once, cached)",
 }
-PRECISION_LABELS = {"auto": "Auto (bf16 on CUDA, fp32 on CPU)", "fp32": "fp32 (exact)", "bf16": "bf16", "fp16": "fp16"}
+PRECISION_LABELS = {"auto": "Auto (fp8 compiled / bf16 on CUDA, fp32 on CPU)", "fp32": "fp32 (exact)", "bf16": "bf16",
+                    "fp16": "fp16", "fp8": "fp8 (Ada/Hopper GPUs; calibrated, linear layers)"}
 BACKENDS = tuple((k, BACKEND_LABELS.get(k, k)) for k in RUNTIME_BACKENDS)
 PRECISIONS = tuple((k, PRECISION_LABELS.get(k, k)) for k in RUNTIME_PRECISIONS)
 MODES = (("body", "Body (fast)"), ("full", "Full (body + hand refinement)"))
