@@ -29,7 +29,7 @@ import torch
 from ..export.atomic import write_bytes_atomic
 from ..model.sam3d_body import SAM3DBody
 from .cuda_graph import capture
-from .decoder_graph import GraphedDecoderPass, plausible_camera
+from .decoder_graph import GraphedDecoderPass, check_agreement, plausible_camera
 
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_keypoints_3d", "pred_cam_t", "body_pose")
 CHECK_RTOL = {torch.float32: 1e-3, torch.bfloat16: 5e-2, torch.float16: 2e-2}
@@ -96,10 +96,5 @@ class CompiledBodyDecoder(GraphedDecoderPass):
             want = model.decode_body(features, cam)
             got = self(features, cam)
             torch.cuda.synchronize(device)
-        tolerance = CHECK_RTOL.get(model.decoder_dtype, 5e-2)
-        for key in CHECK_KEYS:
-            err = ((got[key].float() - want[key].float()).abs().max()
-                   / want[key].float().abs().max().clamp(min=1e-12)).item()
-            if not err <= tolerance:
-                raise RuntimeError(f"the compiled decoder differs from the eager one ({key}: rel. {err:.1e})")
+        check_agreement(got, want, CHECK_KEYS, CHECK_RTOL.get(model.decoder_dtype, 5e-2), "compiled decoder")
 

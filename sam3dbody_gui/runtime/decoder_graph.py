@@ -58,6 +58,16 @@ class GraphedBodyDecoder(GraphedDecoderPass):
         self.graph, self.outputs = capture(lambda: model.decode_body(self.features, self.camera), device)
 
 
+def check_agreement(got: dict, want: dict, keys: tuple[str, ...], rtol: float, what: str) -> None:
+    """Raise if any of `keys` differs between a captured/compiled pass and the eager one by more
+    than `rtol` of the eager values' largest magnitude."""
+    for key in keys:
+        err = ((got[key].float() - want[key].float()).abs().max()
+               / want[key].float().abs().max().clamp(min=1e-12)).item()
+        if not err <= rtol:
+            raise RuntimeError(f"the {what} differs from the eager one ({key}: rel. {err:.1e})")
+
+
 def graph_body_decoder(model: SAM3DBody, crop_size: int, device: torch.device) -> GraphedBodyDecoder:
     """Capture `model`'s body pass for crops of `crop_size` on `device`."""
     side = crop_size // model.patch_size

@@ -17,7 +17,7 @@ from ..model.crop_camera import CropCamera
 from ..model import full_mode
 from ..model.sam3d_body import SAM3DBody
 from .cuda_graph import capture
-from .decoder_graph import GraphedDecoderPass
+from .decoder_graph import GraphedDecoderPass, check_agreement
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_cam_t", "hand", "scale", "wrist_rotation")
 CHECK_RTOL = 1e-3  # replay vs eager on the same inputs: the same kernels, so far tighter in practice
 
@@ -56,11 +56,7 @@ class GraphedHandDecoder(GraphedDecoderPass):
             want = full_mode.decode_hands(model, features, cams)
             got = self(features, cams)
             torch.cuda.synchronize(device)
-            for key in CHECK_KEYS:
-                err = ((got[key].float() - want[key].float()).abs().max()
-                       / want[key].float().abs().max().clamp(min=1e-12)).item()
-                if not err <= CHECK_RTOL:
-                    raise RuntimeError(f"the captured hand decoder differs from the eager one ({key}: rel. {err:.1e})")
+            check_agreement(got, want, CHECK_KEYS, CHECK_RTOL, "captured hand decoder")
 
 
 class LazyHandDecoder:
