@@ -292,3 +292,15 @@ def test_hand_decoder_graph_falls_back_to_eager(tiny_loaded):
         want = decode_hands(model, features, cams)
     assert failing.status.startswith("eager (CUDA graph capture failed") and not failing.want_graph
     assert torch.equal(got["pred_vertices"], want["pred_vertices"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the hand-decoder CUDA graph needs a GPU")
+def test_full_mode_with_a_bf16_decoder_captures_the_hand_pass_on_a_gpu(tiny_model_dir):
+    """bf16 decoders once sampled keypoint features at indices rounded in bf16 (out of range:
+    a device assert that killed the CUDA context in the hand pass's capture)."""
+    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+
+    image = np.random.default_rng(3).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    pipe = build_pipeline(tiny_model_dir, "cuda", "bf16", backend="pytorch", decoder_precision="bf16")
+    result = pipe.run(image, (100, 50, 400, 470), mode="full")
+    assert np.isfinite(result.vertices).all() and pipe.hand_decoder.status == "CUDA graph"

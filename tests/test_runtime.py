@@ -203,3 +203,13 @@ def test_compiled_decoder_matches_eager_and_loads_from_its_cache(tiny_model_dir,
     assert CompiledBodyDecoder(loaded.model, 512, dev, tmp_path).from_cache
     pipe = build_pipeline(tiny_model_dir, "cuda", "fp32", backend="pytorch", compile_decoder=True, cache_dir=tmp_path)
     assert pipe.decoder_label == "compiled + CUDA graph, bf16" and pipe.cropper.status == "compiled"
+
+
+def test_agreement_check_accepts_equal_passes_and_names_the_key_that_differs():
+    from sam3dbody_gui.runtime.decoder_graph import check_agreement
+
+    want = {"a": torch.ones(3), "b": torch.tensor([1.0, -2.0])}
+    check_agreement({"a": torch.ones(3) * (1 + 1e-6), "b": want["b"].clone()}, want, ("a", "b"), 1e-4, "pass")
+    with pytest.raises(RuntimeError, match=r"the compiled decoder differs from the eager one \(b: rel"):
+        check_agreement({"a": want["a"], "b": torch.tensor([1.0, float("nan")])}, want, ("a", "b"), 1e-4,
+                        "compiled decoder")
