@@ -57,6 +57,10 @@ def default_configs(device: torch.device, model_dir: Path) -> list[str]:
     configs = ["pytorch:fp32"]
     if device.type == "cuda":
         configs += ["pytorch:fp16", "pytorch:bf16", "compiled:bf16"]
+        from .runtime.fp8 import fp8_supported
+
+        if fp8_supported(device):
+            configs.append("compiled:fp8")
         from .runtime.select import tensorrt_available
 
         if tensorrt_available():
@@ -176,7 +180,7 @@ class Bench:
                 self._decoder_models["dec-bf16"] = load_model_folder(
                     self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
             loaded = self._decoder_models["dec-bf16"]
-        decoder = hand_decoder = None
+        decoder = hand_decoder = cropper = None
         compiled = "dec-compiled" in flags and self.device.type == "cuda"
         if ("graph" in flags or compiled) and self.device.type == "cuda":
             from .runtime.compiled_decoder import CompiledBodyDecoder
@@ -185,12 +189,16 @@ class Bench:
             from .runtime.select import default_cache_dir
 
             if compiled:
+                from .pipeline.device_crop import DeviceCropper
+
+                cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std, compiled=True,
+                                        cache_dir=self.cache_dir or default_cache_dir())
                 decoder = CompiledBodyDecoder(loaded.model, self.config.crop_size, self.device,
                                               self.cache_dir or default_cache_dir(), self.progress)
             else:
                 decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
             hand_decoder = LazyHandDecoder(loaded.model, self.config.crop_size, self.device, graph=True)
-        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, compiled_crop=compiled)
+        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, cropper)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
         images = benchmark_images()
@@ -211,7 +219,10 @@ class Bench:
 
 def default_e2e_configs(device: torch.device) -> list[str]:
     if device.type == "cuda":
-        return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+graph", "compiled:bf16+graph+full"]
+        from .runtime.fp8 import fp8_supported
+
+        fast = f"compiled:{'fp8' if fp8_supported(device) else 'bf16'}+dec-compiled+dec-bf16"  # the compiled default
+        return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+dec-compiled", fast, fast + "+full"]
     return ["pytorch:fp32"]
 
 

@@ -731,7 +731,7 @@ def cli_download(model: bool = True, backbone: bool = True, dest: Optional[Path]
     if result.folder is not None:
         print(f"model folder: {result.folder}", file=out)
         print(f"  sam3dbody-gui infer PHOTO --model {result.folder} --out mesh.obj   (the window finds it by itself"
-              + (")" if options.local_dir is None else f" when chosen: Model ▸ Models…)"), file=out)
+              + (")" if options.local_dir is None else " when chosen: Model ▸ Models…)"), file=out)
     elif model:
         raise HubError("the model files are still incomplete: " + ", ".join(str(m) for m in missing_files(
             result.statuses) if m.kind == "model"))

@@ -9,7 +9,9 @@ kernels. If compiling fails, the eager warp is used and `status` says why.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,8 +26,21 @@ def normalized_crop(image: torch.Tensor, parts: torch.Tensor, mean: torch.Tensor
     return ((crop - mean) / std).unsqueeze(0)
 
 
+def _sizes_never_assumed_equal():
+    """torch.compile assumes sizes that were equal stay equal ("duck shaping"): a square photo,
+    or one of the crop's size, would compile again (seconds, mid-drag). Off for the crop."""
+    try:
+        from torch.fx.experimental import _config
+
+        return _config.patch(use_duck_shape=False)
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
+
+
 class DeviceCropper:
-    def __init__(self, device: torch.device, mean: Sequence[float], std: Sequence[float], compiled: bool = False) -> None:
+    def __init__(self, device: torch.device, mean: Sequence[float], std: Sequence[float], compiled: bool = False,
+                 cache_dir: Path | None = None) -> None:
+        """`compiled`: fuse the warp with torch.compile; its kernels are kept under `cache_dir`."""
         if len(mean) != len(std) or not all(s > 0 for s in std):
             raise ValueError(f"mean/std must pair up and std be positive, got {list(mean)} / {list(std)}")
         self.device = device
@@ -37,20 +52,25 @@ class DeviceCropper:
         self._run = normalized_crop
         self.status = "eager"
         if compiled:
-            self._compile()
+            self._compile(cache_dir)
 
-    def _compile(self) -> None:
+    def _compile(self, cache_dir: Path | None) -> None:
+        from ..runtime.compile_cache import cache_path, load_compile_cache, save_compile_cache
+
+        cache_file = None if cache_dir is None else cache_path(cache_dir, "crop", self.device, version=1)
+        from_cache = cache_file is not None and load_compile_cache(cache_file)
         compiled = torch.compile(normalized_crop, dynamic=True, fullgraph=True)
-        # Warm up on a photo whose sides differ from each other and from the crop's, so the
-        # compiled code is general in all of them (equal sizes would be assumed to stay equal).
+        # Warm up on a photo whose sides differ from each other and from the crop's.
         photo = torch.zeros(97, 131, 3, dtype=torch.uint8, device=self.device)
         parts = torch.zeros(4, 61, dtype=torch.int64, device=self.device)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), _sizes_never_assumed_equal():
                 compiled(photo, parts, self.mean, self.std)
         except Exception as exc:  # noqa: BLE001 - a compile problem costs speed, not the crop
             self.status = f"eager (compiling the crop failed: {type(exc).__name__})"
             return
+        if cache_file is not None and not from_cache:
+            save_compile_cache(cache_file)
         self._run = compiled
         self.status = "compiled"
 
@@ -74,4 +94,5 @@ class DeviceCropper:
         left-right) that `geom` describes, on the device."""
         photo = self._on_device(image, mirrored)
         parts = torch.from_numpy(position_parts(geom)).to(self.device)
-        return self._run(photo, parts, self.mean, self.std)
+        with torch.inference_mode(), _sizes_never_assumed_equal():  # as compiled: no recompiling
+            return self._run(photo, parts, self.mean, self.std)

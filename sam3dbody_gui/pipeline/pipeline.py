@@ -44,7 +44,8 @@ HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", "hand_checks_wrist_angle", 
 class Pipeline:
     def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None,
                  hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None,
-                 compiled_crop: bool = False) -> None:
+                 cropper: DeviceCropper | None = None) -> None:
+        """`cropper`: how crops are made on a GPU (default: the eager device crop)."""
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
@@ -57,9 +58,9 @@ class Pipeline:
         self.hand_decoder = hand_decoder
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
-        self.cropper = None
-        if self.device.type == "cuda":  # crops made on the GPU from a photo uploaded once
-            self.cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std, compiled_crop)
+        if cropper is None and self.device.type == "cuda":  # crops made on the GPU from a photo uploaded once
+            cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std)
+        self.cropper = cropper
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
 
     @property
@@ -262,7 +263,12 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress)
-    decoder = hand_decoder = None
+    decoder = hand_decoder = cropper = None
+    if compile_decoder:
+        from ..runtime.select import default_cache_dir
+
+        cropper = DeviceCropper(dev, config.image_mean, config.image_std, compiled=True,
+                                cache_dir=request.cache_dir or default_cache_dir())
     if cuda_graph and dev.type == "cuda":
         from ..runtime.decoder_graph import graph_body_decoder
         from ..runtime.hand_graph import LazyHandDecoder
@@ -273,7 +279,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
             progress("capturing the decoder as a CUDA graph")
             decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
         hand_decoder = LazyHandDecoder(loaded.model, config.crop_size, dev, graph=True)  # full mode, on first use
-    return Pipeline(loaded, backbone, decoder, hand_decoder, compiled_crop=compile_decoder)
+    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper)
 
 
 def _compiled_decoder_or_none(loaded: LoadedModel, device: torch.device, request, progress) -> BodyDecoder | None:

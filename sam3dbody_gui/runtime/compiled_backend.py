@@ -10,8 +10,6 @@ again. (AOTInductor packages were tried first: loading one crashed torch 2.11 on
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from ..export.atomic import write_bytes_atomic
 from .base import BackboneBackend, BackendInfo, describe_device
+from .compile_cache import cache_path, load_compile_cache, save_compile_cache
 from .cuda_graph import capture
 from .pytorch_backend import PRECISION_NAMES
 
@@ -42,13 +40,8 @@ class CompileOptions:
 
 def compile_cache_path(cache_dir: Path, arch: str, precision: str, device: torch.device, crop_size: int,
                        options: CompileOptions) -> Path:
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    blob = json.dumps({
-        "arch": arch, "precision": precision, "device": device_name, "crop": crop_size,
-        "torch": str(torch.__version__), "options": asdict(options), "graph": "own CUDA graph",
-    }, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"backbone-{arch}-{precision}-{device.type}-{key}.compile-cache"
+    return cache_path(cache_dir, f"backbone-{arch}-{precision}-{device.type}", device, arch=arch, precision=precision,
+                      crop=crop_size, options=asdict(options), graph="own CUDA graph")
 
 
 class CompiledBackbone(BackboneBackend):
@@ -61,10 +54,9 @@ class CompiledBackbone(BackboneBackend):
         precision = precision or PRECISION_NAMES.get(dtype, str(dtype))
         self.cache_file = Path(cache_file)
         self.encoder = encoder.to(device=self.device).eval()
-        self.from_cache = self.cache_file.is_file()
+        self.from_cache = load_compile_cache(self.cache_file)
         if self.from_cache:
-            progress(f"loading compiled kernels from the cache ({self.cache_file.name})")
-            torch.compiler.load_cache_artifacts(self.cache_file.read_bytes())
+            progress(f"loaded compiled kernels from the cache ({self.cache_file.name})")
         else:
             progress(f"compiling the backbone ({precision}, {options.describe()}; one time, takes minutes)")
         self.compiled = torch.compile(self.encoder, mode=options.mode(), fullgraph=True, dynamic=False)
@@ -80,10 +72,7 @@ class CompiledBackbone(BackboneBackend):
             self.graph, self.static_output = capture(lambda: self.compiled(self.static_input), self.device)
         self.compile_seconds = time.perf_counter() - t0
         if not self.from_cache:
-            artifacts = torch.compiler.save_cache_artifacts()
-            if artifacts is not None:
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(self.cache_file, artifacts[0])
+            save_compile_cache(self.cache_file)
         progress(f"backbone ready in {self.compile_seconds:.0f} s ({'from cache' if self.from_cache else 'compiled'})")
         self.info = BackendInfo("pytorch-compiled", precision, describe_device(self.device))
 

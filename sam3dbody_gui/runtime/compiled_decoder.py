@@ -18,16 +18,14 @@ captured pass if anything here fails, so this can cost start-up time, never corr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..export.atomic import write_bytes_atomic
 from ..model.sam3d_body import SAM3DBody
+from .compile_cache import cache_path, load_compile_cache, save_compile_cache
 from .cuda_graph import capture
 from .decoder_graph import GraphedDecoderPass, check_agreement, plausible_camera
 
@@ -39,13 +37,7 @@ Progress = Callable[[str], None]
 
 def decoder_cache_path(cache_dir: Path, model: SAM3DBody, device: torch.device) -> Path:
     """Where the compile caches of this pass live: one file per kind of pass, GPU and torch."""
-    blob = json.dumps({
-        "config": repr(model.cfg), "dtype": str(model.decoder_dtype),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": str(torch.__version__),
-    }, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"body-decoder-{key}.compile-cache"
+    return cache_path(cache_dir, "body-decoder", device, config=repr(model.cfg), dtype=model.decoder_dtype)
 
 
 class CompiledBodyDecoder(GraphedDecoderPass):
@@ -64,10 +56,9 @@ class CompiledBodyDecoder(GraphedDecoderPass):
         self.camera = plausible_camera(crop_size, device)
         t0 = time.perf_counter()
         self.cache_file = decoder_cache_path(cache_dir, model, device)
-        self.from_cache = self.cache_file.is_file()
+        self.from_cache = load_compile_cache(self.cache_file)
         if self.from_cache:
-            progress(f"loading the compiled decoder from the cache ({self.cache_file.name})")
-            torch.compiler.load_cache_artifacts(self.cache_file.read_bytes())
+            progress(f"loaded the compiled decoder from the cache ({self.cache_file.name})")
         else:
             progress("compiling the decoder (one time, about a minute)")
         # The rig is TorchScript: the compiler leaves its six calls as they are (graph breaks) and
@@ -77,10 +68,7 @@ class CompiledBodyDecoder(GraphedDecoderPass):
             self.compiled(self.features, self.camera)  # compile here, outside the capture
         torch.cuda.synchronize(device)
         if not self.from_cache:
-            artifacts = torch.compiler.save_cache_artifacts()
-            if artifacts is not None:
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(self.cache_file, artifacts[0])
+            save_compile_cache(self.cache_file)
         self.graph, self.outputs = capture(lambda: self.compiled(self.features, self.camera), device)
         self.compile_seconds = time.perf_counter() - t0
         self._check(model, crop_size, device)
