@@ -267,6 +267,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     if compile_decoder:
         from ..runtime.select import default_cache_dir
 
+        progress("compiling the GPU crop (seconds; cached)")
         cropper = DeviceCropper(dev, config.image_mean, config.image_std, compiled=True,
                                 cache_dir=request.cache_dir or default_cache_dir())
     if cuda_graph and dev.type == "cuda":
