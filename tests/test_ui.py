@@ -480,6 +480,8 @@ def test_settings_dialog_shows_unavailable_choices_with_reasons(qtbot, tiny_mode
     if not torch.cuda.is_available():
         assert not d.device.model().item(d.device.findData("cuda")).isEnabled()
         assert "CUDA" in d.device_note.text()
+        fp8 = d.precision.model().item(d.precision.findData("fp8"))
+        assert not fp8.isEnabled() and "FP8 tensor cores" in fp8.toolTip()
     d.precision.setCurrentIndex(d.precision.findData("bf16"))
     d.demo.setChecked(True)
     s = d.result_settings()

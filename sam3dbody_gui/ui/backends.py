@@ -42,6 +42,18 @@ def cuda_available() -> bool:
         return False
 
 
+def fp8_unavailable_reason() -> str:
+    """Why fp8 cannot run here ("" when it can): it needs an NVIDIA GPU with FP8 tensor cores."""
+    if not cuda_available():
+        return "fp8 needs an NVIDIA GPU with FP8 tensor cores (Ada or Hopper)"
+    from ..runtime.fp8 import fp8_supported
+    import torch
+
+    if not fp8_supported(torch.device("cuda")):
+        return f"fp8 needs FP8 tensor cores (Ada or Hopper); {torch.cuda.get_device_name(0)} has none"
+    return ""
+
+
 def _model_files(model_dir: Optional[Path]):
     if model_dir is None:
         return None

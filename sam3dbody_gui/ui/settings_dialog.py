@@ -13,7 +13,7 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
-from .backends import MODE_NOTE, MODES, PRECISIONS, backend_choices, device_choices
+from .backends import MODE_NOTE, MODES, PRECISIONS, backend_choices, device_choices, fp8_unavailable_reason
 from .state import Settings
 
 DEMO_TEXT = "Demo model (random weights; made in the user cache)"
@@ -55,7 +55,10 @@ class SettingsDialog(QDialog):
         self.backend_note.setWordWrap(True)
         self.precision = QComboBox(self)
         for key, label in PRECISIONS:
-            self.precision.addItem(label, key)
+            reason = fp8_unavailable_reason() if key == "fp8" else ""
+            self.precision.addItem(f"{label} — unavailable" if reason else label, key)
+            if reason:
+                _disable_item(self.precision, self.precision.count() - 1, reason)
         self.precision.setCurrentIndex(max(0, self.precision.findData(settings.precision)))
         self.device = QComboBox(self)
         self.device_note = QLabel(self)
