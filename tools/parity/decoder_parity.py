@@ -24,7 +24,6 @@ import argparse
 import os
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +46,9 @@ def install_shims(device: str) -> None:
         import torchvision  # noqa: F401
     except ImportError:
         import pytorch_lightning  # noqa: F401  (imported before the stub: it probes torchvision)
+    from torchvision_stub import install_torchvision_stub
 
-        tv = types.ModuleType("torchvision")
-        tvt = types.ModuleType("torchvision.transforms")
-        tvf = types.ModuleType("torchvision.transforms.functional")
-
-        class ToTensor:
-            def __call__(self, a):
-                return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
-
-        tvt.ToTensor = ToTensor
-        tvt.functional = tvf
-        tv.transforms = tvt
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tvt, "torchvision.transforms.functional": tvf})
+    install_torchvision_stub()
     if device == "cpu":
         torch.Tensor.cuda = lambda self, *a, **k: self
 

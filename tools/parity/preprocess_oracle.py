@@ -77,31 +77,16 @@ def photo_digest(photo: np.ndarray) -> str:
 
 
 def _install_shims(upstream_root: Path) -> None:
-    import torch
-
     sys.path.insert(0, str(upstream_root))
     for package in ("sam_3d_body", "sam_3d_body.models"):
         module = types.ModuleType(package)
         module.__path__ = [str(upstream_root.joinpath(*package.split(".")))]
         sys.modules[package] = module
 
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        torchvision = types.ModuleType("torchvision")
-        transforms = types.ModuleType("torchvision.transforms")
-        functional = types.ModuleType("torchvision.transforms.functional")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path (tests)
+    from torchvision_stub import install_torchvision_stub
 
-        class ToTensor:
-            def __call__(self, array):
-                chw = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-                return chw.contiguous().float().div(255.0)
-
-        transforms.ToTensor = ToTensor
-        transforms.functional = functional
-        torchvision.transforms = transforms
-        sys.modules.update({"torchvision": torchvision, "torchvision.transforms": transforms,
-                            "torchvision.transforms.functional": functional})
+    install_torchvision_stub()
 
 
 def main() -> None:
