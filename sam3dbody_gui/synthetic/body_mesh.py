@@ -173,6 +173,13 @@ class _JointTable:
     def aim_at(self, j: int, start: int, target: int, up: np.ndarray) -> None:
         self.aim[j] = (start, target, up)
 
+    def set_twists(self, joints, name: str, parent: int, end, fractions) -> None:
+        """Twist joints `name`0, 1, ... placed at `fractions` of the way from `parent` to the
+        position `end`, each oriented as `parent` (they only spread a roll along the bone)."""
+        for n, (j, f) in enumerate(zip(joints, fractions)):
+            self.set(j, f"{name}{n}", parent, _lerp(self.positions[parent], end, f))
+            self.copy_frame_of[j] = parent
+
 
 def _add_leg(t: _JointTable, first: int) -> None:
     s = leg_side(first)
@@ -186,12 +193,10 @@ def _add_leg(t: _JointTable, first: int) -> None:
     t.set(ball, p + "ball", sub, (9.8 * s, 2.3, 12.5))
     t.set(toe, p + "toe", ball, (10.0 * s, 2.0, 16.5))
     t.set(toe_end, p + "toe_end", toe, (10.1 * s, 2.0, 20.5))
-    for n, (k, f) in enumerate(zip(LEG_SHIN_TWISTS, SHIN_TWIST_FRACTIONS)):
-        t.set(first + k, f"{p}lowleg_twist{n}", knee, _lerp(t.positions[knee], t.positions[ankle], f))
-        t.copy_frame_of[first + k] = knee
-    for k, f in zip(LEG_THIGH_TWISTS, THIGH_TWIST_FRACTIONS):
-        t.set(first + k, f"{p}upleg_twist{k - LEG_THIGH_TWISTS[0]}", hip, _lerp(t.positions[hip], t.positions[knee], f))
-        t.copy_frame_of[first + k] = hip
+    t.set_twists([first + k for k in LEG_SHIN_TWISTS], f"{p}lowleg_twist", knee, t.positions[ankle],
+                 SHIN_TWIST_FRACTIONS)
+    t.set_twists([first + k for k in LEG_THIGH_TWISTS], f"{p}upleg_twist", hip, t.positions[knee],
+                 THIGH_TWIST_FRACTIONS)
     # Thigh and shin: x down the bone, y forward; foot bones: x forward, y up.
     t.aim_at(hip, hip, knee, _Z)
     t.aim_at(knee, knee, ankle, _Z)
@@ -220,12 +225,8 @@ def _add_arm(t: _JointTable, first: int) -> None:
         chain = [first + k for k in finger]
         for n, (k, uvw) in enumerate(zip(chain, _FINGER_UVW[finger])):
             t.set(k, f"{p}{name}{n}", wr if n == 0 else chain[n - 1], hand.at(*uvw))
-    for k, f in zip(ARM_FOREARM_TWISTS, FOREARM_TWIST_FRACTIONS):
-        t.set(first + k, f"{p}lowarm_twist{k - ARM_FOREARM_TWISTS[0]}", el, _lerp(t.positions[el], hand.wrist, f))
-        t.copy_frame_of[first + k] = el
-    for k, f in zip(ARM_UPPER_TWISTS, UPPER_TWIST_FRACTIONS):
-        t.set(first + k, f"{p}uparm_twist{k - ARM_UPPER_TWISTS[0]}", sh, _lerp(t.positions[sh], t.positions[el], f))
-        t.copy_frame_of[first + k] = sh
+    t.set_twists([first + k for k in ARM_FOREARM_TWISTS], f"{p}lowarm_twist", el, hand.wrist, FOREARM_TWIST_FRACTIONS)
+    t.set_twists([first + k for k in ARM_UPPER_TWISTS], f"{p}uparm_twist", sh, t.positions[el], UPPER_TWIST_FRACTIONS)
     # Arm bones: x along the bone, y forward. Hand and fingers: y along the palm normal, so that a
     # rotation about z curls a finger into the palm. The twist joint therefore carries a 90 degree
     # roll relative to the lower arm, which makes `joint_rotation[41/77]` a real rotation.
