@@ -24,7 +24,7 @@ import torch
 from .benchmark_images import benchmark_images
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
-from .pipeline.pipeline import Pipeline
+from .pipeline.pipeline import Pipeline, gpu_stages
 from .runtime.base import BackboneBackend
 from .runtime.select import BackendRequest, find_backbone_file, open_backend, plan_backend, PT2_CANDIDATES
 
@@ -180,24 +180,8 @@ class Bench:
                 self._decoder_models["dec-bf16"] = load_model_folder(
                     self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
             loaded = self._decoder_models["dec-bf16"]
-        decoder = hand_decoder = cropper = None
-        compiled = "dec-compiled" in flags and self.device.type == "cuda"
-        if ("graph" in flags or compiled) and self.device.type == "cuda":
-            from .runtime.compiled_decoder import CompiledBodyDecoder
-            from .runtime.decoder_graph import graph_body_decoder
-            from .runtime.hand_graph import LazyHandDecoder
-            from .runtime.select import default_cache_dir
-
-            if compiled:
-                from .pipeline.device_crop import DeviceCropper
-
-                cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std, compiled=True,
-                                        cache_dir=self.cache_dir or default_cache_dir())
-                decoder = CompiledBodyDecoder(loaded.model, self.config.crop_size, self.device,
-                                              self.cache_dir or default_cache_dir(), self.progress)
-            else:
-                decoder = graph_body_decoder(loaded.model, self.config.crop_size, self.device)
-            hand_decoder = LazyHandDecoder(loaded.model, self.config.crop_size, self.device, graph=True)
+        decoder, hand_decoder, cropper = gpu_stages(loaded, self.device, self.cache_dir, "graph" in flags,
+                                                    "dec-compiled" in flags, self.progress, fallback=False)
         return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, cropper)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:

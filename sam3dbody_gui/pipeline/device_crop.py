@@ -50,6 +50,7 @@ class DeviceCropper:
         self._photo: torch.Tensor | None = None
         self._mirrored: torch.Tensor | None = None
         self._run = normalized_crop
+        self._sizes = contextlib.nullcontext  # the compiled crop swaps in _sizes_never_assumed_equal
         self.status = "eager"
         if compiled:
             self._compile(cache_dir)
@@ -71,7 +72,7 @@ class DeviceCropper:
             return
         if cache_file is not None and not from_cache:
             save_compile_cache(cache_file)
-        self._run = compiled
+        self._run, self._sizes = compiled, _sizes_never_assumed_equal
         self.status = "compiled"
 
     def forget(self) -> None:
@@ -94,5 +95,5 @@ class DeviceCropper:
         left-right) that `geom` describes, on the device."""
         photo = self._on_device(image, mirrored)
         parts = torch.from_numpy(position_parts(geom)).to(self.device)
-        with torch.inference_mode(), _sizes_never_assumed_equal():  # as compiled: no recompiling
+        with torch.inference_mode(), self._sizes():  # as compiled: no recompiling
             return self._run(photo, parts, self.mean, self.std)

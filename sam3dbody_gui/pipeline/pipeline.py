@@ -263,34 +263,40 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress)
-    decoder = hand_decoder = cropper = None
-    if compile_decoder:
-        from ..runtime.select import default_cache_dir
-
-        progress("compiling the GPU crop (seconds; cached)")
-        cropper = DeviceCropper(dev, config.image_mean, config.image_std, compiled=True,
-                                cache_dir=request.cache_dir or default_cache_dir())
-    if cuda_graph and dev.type == "cuda":
-        from ..runtime.decoder_graph import graph_body_decoder
-        from ..runtime.hand_graph import LazyHandDecoder
-
-        if compile_decoder:
-            decoder = _compiled_decoder_or_none(loaded, dev, request, progress)
-        if decoder is None:
-            progress("capturing the decoder as a CUDA graph")
-            decoder = graph_body_decoder(loaded.model, config.crop_size, dev)
-        hand_decoder = LazyHandDecoder(loaded.model, config.crop_size, dev, graph=True)  # full mode, on first use
+    decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
     return Pipeline(loaded, backbone, decoder, hand_decoder, cropper)
 
 
-def _compiled_decoder_or_none(loaded: LoadedModel, device: torch.device, request, progress) -> BodyDecoder | None:
-    """The compiled body pass, or None (with a message) if compiling or its check fails."""
-    from ..runtime.compiled_decoder import CompiledBodyDecoder
+def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None, graph: bool, compiled: bool,
+               progress: Callable[[str], None] = lambda m: None, fallback: bool = True):
+    """(body decoder, hand decoder, cropper) for a pipeline on `device`; all None off CUDA.
+
+    `graph`: decoder passes as CUDA graphs. `compiled`: also compile the crop and the body pass
+    (then captured; implies `graph`), caches under `cache_dir`. `fallback`: if the compiled pass
+    fails, say so and use the plain captured one (False: raise, e.g. to benchmark it)."""
+    if device.type != "cuda" or not (graph or compiled):
+        return None, None, None
+    from ..runtime.decoder_graph import graph_body_decoder
+    from ..runtime.hand_graph import LazyHandDecoder
     from ..runtime.select import default_cache_dir
 
-    try:
-        return CompiledBodyDecoder(loaded.model, loaded.config.crop_size, device, request.cache_dir or default_cache_dir(),
-                                   progress)
-    except Exception as exc:  # noqa: BLE001 - the plain captured pass is always there to fall back on
-        progress(f"compiled decoder unavailable ({type(exc).__name__}: {exc}); using the captured pass")
-        return None
+    crop_size = loaded.config.crop_size
+    cache_dir = cache_dir or default_cache_dir()
+    decoder = cropper = None
+    if compiled:
+        from ..runtime.compiled_decoder import CompiledBodyDecoder
+
+        progress("compiling the GPU crop (seconds; cached)")
+        cropper = DeviceCropper(device, loaded.config.image_mean, loaded.config.image_std, compiled=True,
+                                cache_dir=cache_dir)
+        try:
+            decoder = CompiledBodyDecoder(loaded.model, crop_size, device, cache_dir, progress)
+        except Exception as exc:  # noqa: BLE001 - the plain captured pass is always there to fall back on
+            if not fallback:
+                raise
+            progress(f"compiled decoder unavailable ({type(exc).__name__}: {exc}); using the captured pass")
+    if decoder is None:
+        progress("capturing the decoder as a CUDA graph")
+        decoder = graph_body_decoder(loaded.model, crop_size, device)
+    hand_decoder = LazyHandDecoder(loaded.model, crop_size, device, graph=True)  # full mode, on first use
+    return decoder, hand_decoder, cropper
