@@ -37,6 +37,15 @@ def make_application(argv: Sequence[str] | None = None):
 def run_gui(image: Optional[Path] = None, bbox: Optional[Sequence[float]] = None, model: Optional[Path] = None,
             backend: Optional[str] = None) -> int:
     app = make_application()
+    from .qt_sanity import qt_binding_problem
+
+    problem = qt_binding_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "SAM 3D Body cannot start", problem)
+        return 2
     from .main_window import MainWindow
 
     window = MainWindow()
