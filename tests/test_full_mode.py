@@ -17,7 +17,7 @@ import torch
 from sam3dbody_gui.model import full_mode
 from sam3dbody_gui.model.crop_camera import CropCamera
 from sam3dbody_gui.model.full_mode import HandChecks, decode_hands, hand_crop_geometry, mirror_box_x, refine_body
-from sam3dbody_gui.synthetic.make import state_checksum
+from sam3dbody_gui.synthetic.fingerprint import fingerprint_differences, state_fingerprint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "full_mode_tiny_golden.pt"
@@ -60,8 +60,11 @@ def _rel(got, want) -> float:
 
 def test_golden_was_made_from_these_weights(golden, tiny_model_dir, tiny_loaded):
     state = torch.load(tiny_model_dir / "model.ckpt", weights_only=True)["state_dict"]
-    assert state_checksum(state) == golden["state_checksum"], "synthetic generator changed: regenerate the golden"
-    assert state_checksum(dict(tiny_loaded.model.mhr.named_buffers())) == golden["rig_checksum"]
+    # Numerically, not by checksum: the rig's geometry rounds differently per CPU instruction set.
+    assert not fingerprint_differences(state_fingerprint(state), golden["state_fingerprint"]), \
+        "synthetic generator changed: regenerate the golden"
+    assert not fingerprint_differences(state_fingerprint(dict(tiny_loaded.model.mhr.named_buffers())),
+                                       golden["rig_fingerprint"])
     assert golden["box"] == parity_image()[1]
     # The fixture pins all three paths through the hand checks.
     accepted = {case: g["accepted"].tolist() for case, g in golden["cases"].items()}

@@ -72,10 +72,13 @@ def build_synthetic_model(size: str, seed: int) -> tuple[SAM3DBody, torch.nn.Mod
 
 @torch.no_grad()
 def _rest_extent_y(rig: torch.nn.Module) -> tuple[float, float]:
-    """(height, centre height) in metres of the rig's zero-pose body (MHR is Y-up, cm)."""
+    """(height, centre height) in metres of the rig's zero-pose body (MHR is Y-up, cm), to 0.1 mm.
+
+    Rounded because the rig's matrix products round differently per CPU instruction set: the
+    camera start, a weight of the model, must not carry those last bits."""
     verts, _ = rig(torch.zeros(1, 45), torch.zeros(1, 204), torch.zeros(1, 72))
-    y = verts[0, :, 1] / 100.0
-    return float(y.max() - y.min()), float(y.max() + y.min()) / 2
+    y = verts[0, :, 1].double() / 100.0
+    return round(float(y.max() - y.min()), 4), round(float(y.max() + y.min()) / 2, 4)
 
 
 def released_state_dict(model: SAM3DBody) -> dict[str, torch.Tensor]:

@@ -4,6 +4,8 @@ The goal is not a trained model but one that exercises every tensor and still dr
 the pose/camera heads' residuals are scaled down and their learned starting points set to a
 neutral standing pose seen from the front, at a distance that fills the box. So the demo mesh
 sits on the box, while every weight still influences the output (parity tests need that).
+Every value is drawn from a `RandomSource` (NumPy's PCG64), so a seed gives the same model on
+every CPU and torch version.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.backbone import init_random_ as init_backbone_random_
+from ..model.backbone import DinoV3Backbone, LayerScale, LinearKeyMaskedBias, RopePositionEmbedding
 from ..model.layers import LayerNorm2d
 from ..model.mhr_params import BODY_1DOF_PARAMS, BODY_3DOF_PARAMS, NUM_BODY_CONT
 from ..model.prompt_encoder import RandomFourierEncoding
 from ..model.sam3d_body import SAM3DBody
+from .random_source import RandomSource
 
 IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 # The padded crop box is 1.25× the person box: a body should span 1/1.25 of it.
@@ -51,11 +54,43 @@ def demo_camera_start(body_height_m: float, body_centre_y_m: float) -> torch.Ten
 
 
 @torch.no_grad()
-def init_decoder_random_(model: SAM3DBody, generator: torch.Generator, camera_start: torch.Tensor) -> None:
-    """Everything but the backbone and the rig buffers (which come from the MHR stand-in)."""
+def init_backbone_random_(backbone: DinoV3Backbone, source: RandomSource) -> DinoV3Backbone:
+    """Fill `backbone` with random weights that give finite, non-degenerate features.
 
-    def normal(shape, std: float, mean: float = 0.0) -> torch.Tensor:
-        return torch.randn(shape, generator=generator) * std + mean
+    Values are drawn on the CPU in module order, then copied to the backbone's device and dtype.
+    Unlike DINOv3's training init (std 0.02, LayerScale 1e-5, which make attention near-uniform and
+    blocks near-identity), weights here have unit gain, LayerScale in [0.1, 1] and non-zero biases,
+    so tests exercise every term: RoPE, the key-bias mask, both residual branches. `periods` and
+    `bias_mask` get DINOv3's values.
+    """
+
+    def normal_(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
+        t.copy_(source.normal(t.shape, std, mean))
+
+    normal_(backbone.cls_token, 0.5)
+    normal_(backbone.storage_tokens, 0.5)
+    backbone.mask_token.zero_()
+    for module in backbone.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            fan_in = module.weight[0].numel()
+            normal_(module.weight, fan_in**-0.5)
+            normal_(module.bias, 0.1)
+        elif isinstance(module, nn.LayerNorm):
+            normal_(module.weight, 0.1, mean=1.0)
+            normal_(module.bias, 0.1)
+        elif isinstance(module, LayerScale):
+            module.gamma.copy_(source.uniform(module.gamma.shape, 0.1, 1.0))
+        if isinstance(module, LinearKeyMaskedBias):
+            module.reset_bias_mask_()
+        elif isinstance(module, RopePositionEmbedding):
+            module.reset_periods_()
+    return backbone
+
+
+@torch.no_grad()
+def init_decoder_random_(model: SAM3DBody, source: RandomSource, camera_start: torch.Tensor) -> None:
+    """Everything but the backbone and the rig buffers (which come from the MHR stand-in)."""
+    normal = source.normal
 
     for name, module in model.named_modules():
         if name.startswith("backbone"):
@@ -84,7 +119,7 @@ def init_decoder_random_(model: SAM3DBody, generator: torch.Generator, camera_st
 
 @torch.no_grad()
 def init_model_random_(model: SAM3DBody, seed: int, camera_start: torch.Tensor) -> None:
-    generator = torch.Generator().manual_seed(seed)
+    source = RandomSource(seed)
     if hasattr(model, "backbone"):
-        init_backbone_random_(model.backbone.encoder, generator)
-    init_decoder_random_(model, generator, camera_start)
+        init_backbone_random_(model.backbone.encoder, source)
+    init_decoder_random_(model, source, camera_start)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check our DINOv3 backbone against independent implementations; write the tiny golden fixture.
 
-Both sides get the same random weights (our `init_random_`, fixed seed) and the same input.
+Both sides get the same random weights (our `init_backbone_random_`, fixed seed) and the same input.
 Oracles:
   timm    `vit_huge_plus_patch16_dinov3_qkvb`, timm's Eva port of DINOv3 (the `_qkvb` variant: the
           SAM 3D Body checkpoint has q/v biases, which the plain variant drops). Our state dict is
@@ -38,8 +38,9 @@ from sam3dbody_gui.model.backbone import (  # noqa: E402
     BACKBONE_ARCHS,
     BackboneArch,
     DinoV3Backbone,
-    init_random_,
 )
+from sam3dbody_gui.synthetic.random_source import RandomSource  # noqa: E402
+from sam3dbody_gui.synthetic.random_weights import init_backbone_random_  # noqa: E402
 
 TIMM_MODEL = "vit_huge_plus_patch16_dinov3_qkvb"
 GOLDEN_INPUT_SHAPE = (2, 3, 64, 96)  # batch 2 and a non-square grid catch reshape and RoPE axis slips
@@ -53,7 +54,7 @@ def build_ours(arch: BackboneArch, seed: int, device: torch.device) -> DinoV3Bac
     with torch.device("meta"):  # no throw-away default init of 840 M parameters
         model = DinoV3Backbone(arch)
     model = model.to_empty(device=device)
-    return init_random_(model, torch.Generator().manual_seed(seed)).eval()
+    return init_backbone_random_(model, RandomSource(seed)).eval()
 
 
 def size_overrides(arch_name: str, arch: BackboneArch) -> dict:

@@ -93,7 +93,8 @@ def main() -> int:
 
     from sam3dbody_gui.model.crop_camera import CropCamera
     from sam3dbody_gui.model.model_folder import load_model_folder
-    from sam3dbody_gui.synthetic.make import make_synthetic_model, state_checksum
+    from sam3dbody_gui.synthetic.fingerprint import state_fingerprint
+    from sam3dbody_gui.synthetic.make import make_synthetic_model
 
     import sam_3d_body.models.meta_arch.sam3d_body as upstream_arch
     from sam_3d_body.data.transforms import Compose, GetBBoxCenterScale, TopdownAffine, VisionTransformWrapper
@@ -165,8 +166,8 @@ def main() -> int:
 
     if args.golden_out:
         golden = {
-            "size": args.size, "seed": args.seed, "state_checksum": state_checksum(state),
-            "rig_checksum": state_checksum(dict(model.mhr.named_buffers())),
+            "size": args.size, "seed": args.seed, "state_fingerprint": state_fingerprint(state),
+            "rig_fingerprint": state_fingerprint(dict(model.mhr.named_buffers())),
             "features": features, "torch": str(torch.__version__), "device": str(dev),
             "camera": {k: getattr(cam, k).cpu() for k in ("box_center", "box_size", "affine", "intrinsics")},
             "crop_size": cam.crop_size,

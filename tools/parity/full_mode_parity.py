@@ -163,7 +163,8 @@ def main() -> int:
     from sam3dbody_gui.model import full_mode
     from sam3dbody_gui.model.full_mode import HandChecks
     from sam3dbody_gui.pipeline.pipeline import build_pipeline
-    from sam3dbody_gui.synthetic.make import make_synthetic_model, state_checksum
+    from sam3dbody_gui.synthetic.fingerprint import state_fingerprint
+    from sam3dbody_gui.synthetic.make import make_synthetic_model
 
     import sam_3d_body.models.meta_arch.sam3d_body as upstream_arch
     from sam_3d_body.data.transforms import Compose, GetBBoxCenterScale, TopdownAffine, VisionTransformWrapper
@@ -283,8 +284,8 @@ def main() -> int:
 
     if args.golden_out:
         golden = {
-            "seed": args.seed, "state_checksum": state_checksum(state),
-            "rig_checksum": state_checksum(dict(model.mhr.named_buffers())),
+            "seed": args.seed, "state_fingerprint": state_fingerprint(state),
+            "rig_fingerprint": state_fingerprint(dict(model.mhr.named_buffers())),
             "box": boxes[0].tolist(), "torch": str(torch.__version__), "cases": golden_cases,
         }
         args.golden_out.parent.mkdir(parents=True, exist_ok=True)
