@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..mesh_math import vertex_normals as mesh_normals
+
 NUM_JOINTS = 127
 FULL_NUM_VERTICES = 18439  # MHR LOD1
 A_POSE_DEG = 45.0  # arms this far below horizontal
@@ -750,9 +752,5 @@ def skinning_weights(mesh: BodyMesh, blend_cm: float = 2.0, max_bones: int = 4) 
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (outward for an outward-wound mesh)."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.linalg.norm(n, axis=1, keepdims=True)
+    """Area-weighted unit vertex normals, float64 (outward for an outward-wound mesh)."""
+    return mesh_normals(vertices, faces, dtype=np.float64)
