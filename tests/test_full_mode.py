@@ -96,14 +96,14 @@ def test_full_mode_matches_upstream(case, golden, pipeline, monkeypatch):
             hand_camera.copy_(synthetic)
     hands = captured["hands"]
     assert result.mode == "full"
-    assert result.hands["accepted"].tolist() == spec["accepted"].tolist()
-    assert result.hands["body_rerun"] == spec["body_rerun"]
-    assert result.hands["prompts_used"] == spec["prompts_used"]
+    assert result.hands.accepted.tolist() == spec["accepted"].tolist()
+    assert result.hands.body_rerun == spec["body_rerun"]
+    assert result.hands.prompts_used == spec["prompts_used"]
     ours = {
         "final pred_vertices": result.vertices, "final pred_keypoints_3d": result.keypoints_3d,
         "final pred_keypoints_2d": result.keypoints_2d, "final pred_cam_t": result.cam_t,
         "final pred_joint_coords": result.joints,
-        "hand boxes xyxy": result.hands["boxes_xyxy"], "hand crop boxes xyxy": result.hands["crop_boxes_xyxy"],
+        "hand boxes xyxy": result.hands.boxes_xyxy, "hand crop boxes xyxy": result.hands.crop_boxes_xyxy,
     }
     for key in ("global_rot", "body_pose", "hand", "scale", "shape", "mhr_model_params", "pred_cam", "pred_pose_raw"):
         ours[f"final {key}"] = result.params[key]
@@ -137,7 +137,7 @@ def test_accepted_hands_change_the_body(pipeline):
     image, box = parity_image()
     body = pipeline.run(image, box)
     full = pipeline.run(image, box, mode="full", hand_checks=ACCEPT_ALL)
-    assert full.hands["accepted"].all() and full.hands["body_rerun"]
+    assert full.hands.accepted.all() and full.hands.body_rerun
     assert np.abs(full.vertices - body.vertices).max() > 1e-3
     assert not np.allclose(full.params["hand"], body.params["hand"])
 

@@ -29,16 +29,26 @@ from ..runtime.base import BackboneBackend
 from ..runtime.pytorch_backend import PRECISION_NAMES
 from .device_crop import DeviceCropper
 from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
-from .result import MODES, MeshResult
+from .result import HAND_CHECK_NAMES, MODES, HandChecksPassed, HandMeasurements, HandRefinement, MeshResult
 
 PARAM_KEYS = ("global_rot", "body_pose", "shape", "scale", "hand", "face", "mhr_model_params", "pred_pose_raw", "pred_cam")
 HOST_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_keypoints_3d", "pred_joint_coords", "pred_cam_t",
              "hand_box") + PARAM_KEYS
 BodyDecoder = Callable[[torch.Tensor, CropCamera], dict]
-# Full mode: what each hand's checks said, and what the body re-run used (all (1, 2) or (1,)).
-HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", "hand_checks_wrist_angle", "hand_checks_crop_size",
-                  "hand_checks_keypoints_in_crop", "hand_checks_wrist_distance", "hand_wrist_angle",
-                  "hand_wrist_distance", "hand_keypoint_extent", "hand_prompts_used", "body_rerun")
+# Full mode: what each hand's checks said, and what the body re-run used (all (1, 2) or (1,)); the
+# decoder pass returns flat tensors (one device→host copy), `_hand_refinement` types them.
+HAND_HOST_KEYS = ("hand_used", "hand_passed_checks", *(f"hand_checks_{name}" for name in HAND_CHECK_NAMES),
+                  "hand_wrist_angle", "hand_wrist_distance", "hand_keypoint_extent", "hand_prompts_used", "body_rerun")
+
+
+def _hand_refinement(host: dict[str, np.ndarray], boxes: dict[str, np.ndarray]) -> HandRefinement:
+    return HandRefinement(
+        boxes_xyxy=boxes["boxes_xyxy"], crop_boxes_xyxy=boxes["crop_boxes_xyxy"],
+        accepted=host["hand_used"] > 0.5, passed_checks=host["hand_passed_checks"] > 0.5,
+        checks=HandChecksPassed(**{name: host[f"hand_checks_{name}"] > 0.5 for name in HAND_CHECK_NAMES}),
+        measured=HandMeasurements(wrist_angle_rad=host["hand_wrist_angle"], wrist_distance=host["hand_wrist_distance"],
+                                  keypoint_extent=host["hand_keypoint_extent"]),
+        prompts_used=int(host["hand_prompts_used"]), body_rerun=bool(host["body_rerun"]))
 
 
 class Pipeline:
@@ -151,13 +161,7 @@ class Pipeline:
         feature_map = host.pop()
         host = dict(zip(host_keys, host))
         if hands is not None:
-            hands.update(
-                accepted=host["hand_used"] > 0.5, passed_checks=host["hand_passed_checks"] > 0.5,
-                checks={name: host[f"hand_checks_{name}"] > 0.5
-                        for name in ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")},
-                measured={"wrist_angle_rad": host["hand_wrist_angle"], "wrist_distance": host["hand_wrist_distance"],
-                          "keypoint_extent": host["hand_keypoint_extent"]},
-                prompts_used=int(host["hand_prompts_used"]), body_rerun=bool(host["body_rerun"]))
+            hands = _hand_refinement(host, hands)
         t3 = time.perf_counter()
         result = MeshResult(
             vertices=host["pred_vertices"],

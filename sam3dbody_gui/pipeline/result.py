@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .preprocess import CropGeometry
 
+# The one list of stages (timings_ms keys, latency cards, bench columns) and of modes.
 STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
 FULL_MODE_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
 MODES = ("body", "full")
+HAND_CHECK_NAMES = ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")
+
+
+@dataclass
+class HandChecksPassed:
+    """Per hand (left, right), whether each of full mode's acceptance checks passed (bool (2,))."""
+
+    wrist_angle: np.ndarray
+    crop_size: np.ndarray
+    keypoints_in_crop: np.ndarray
+    wrist_distance: np.ndarray
+
+
+@dataclass
+class HandMeasurements:
+    """Per hand (left, right), what the checks compared (float (2,))."""
+
+    wrist_angle_rad: np.ndarray  # angle between the hand's and the body's wrist rotation
+    wrist_distance: np.ndarray  # hand wrist to body wrist, in hand-crop sides
+    keypoint_extent: np.ndarray  # largest |keypoint| in the hand crop, crop-normalised
+
+
+@dataclass
+class HandRefinement:
+    """What full mode did with each hand (left, right)."""
+
+    boxes_xyxy: np.ndarray  # (2, 4) the predicted hand boxes, photo px
+    crop_boxes_xyxy: np.ndarray  # (2, 4) the hand crops, photo px (the left one un-mirrored)
+    accepted: np.ndarray  # (2,) bool: the hand replaced the body's
+    passed_checks: np.ndarray  # (2,) bool
+    checks: HandChecksPassed
+    measured: HandMeasurements
+    prompts_used: int  # wrist/elbow prompts of the body re-run
+    body_rerun: bool  # whether the body decoder ran again
+
+    def to_json_dict(self) -> dict:
+        return _jsonable(asdict(self))
 
 
 @dataclass
@@ -34,12 +72,7 @@ class MeshResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     backend: str = ""
     mode: str = "body"  # "full": refined by the hand decoder (see model/full_mode.py)
-    # Full mode only: boxes_xyxy (2, 4) the predicted hand boxes and crop_boxes_xyxy (2, 4) the hand
-    # crops, photo px, (left, right); accepted (2,) whether each hand replaced the body's;
-    # passed_checks (2,); checks {name: (2,)}; measured {name: (2,)} (what the checks compared);
-    # prompts_used (wrist/elbow prompts of the re-run);
-    # body_rerun (whether the body decoder ran again).
-    hands: dict | None = None
+    hands: HandRefinement | None = None  # full mode only
 
     @property
     def vertices_camera(self) -> np.ndarray:
@@ -72,7 +105,7 @@ class MeshResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "backend": self.backend,
             "mode": self.mode,
-            **({"hands": _jsonable(self.hands)} if self.hands is not None else {}),
+            **({"hands": self.hands.to_json_dict()} if self.hands is not None else {}),
             "frame": "OpenCV camera frame (x right, y down, z forward), metres; mesh point = vertex + cam_t",
         }
 

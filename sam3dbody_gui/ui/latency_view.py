@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePol
 from . import style  # noqa: E402
 from .state import AppState  # noqa: E402
 
-STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
-HAND_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
+from ..pipeline.result import FULL_MODE_STAGES as HAND_STAGES  # noqa: E402 - full mode only
+from ..pipeline.result import STAGES  # noqa: E402
 
 
 def format_ms(ms: float) -> str:
