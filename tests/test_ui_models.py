@@ -93,7 +93,8 @@ def test_download_with_progress_then_use(qtbot, dialog, server, tmp_path):
     assert "usable" in dialog.report.toPlainText() and dialog.last_report.ok
     assert dialog.use_button.isEnabled() and not dialog.downloading
     assert server.log[-1].auth == "Bearer hf_granted"
-    assert dialog.use_current()
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS):
+        assert dialog.use_current()
     assert dialog.chosen == ("folder", tmp_path / "links")
 
 
@@ -142,11 +143,100 @@ def test_closing_during_a_download_stops_it(qtbot, dialog, server, monkeypatch):
 
 def test_a_folder_is_verified_before_use(qtbot, dialog, tmp_path, tiny_model_dir):
     (tmp_path / "empty").mkdir()
-    assert not dialog.use_folder(tmp_path / "empty")
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS):
+        assert dialog.use_folder(tmp_path / "empty")
     assert dialog.chosen is None and dialog.status_level == "error"
     assert "missing model.ckpt" in dialog.status_text and "FAIL" in dialog.report.toPlainText()
-    assert dialog.use_folder(tiny_model_dir)
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS) as blocker:
+        assert dialog.use_folder(tiny_model_dir)
     assert dialog.chosen == ("folder", Path(tiny_model_dir))
+    assert blocker.args[0].rig_run  # the user chose this folder: its rig was loaded and run once
+
+
+def test_verification_runs_off_the_ui_thread(qtbot, dialog, tiny_model_dir, monkeypatch):
+    """A slow verification (a huge checkpoint, a deep check) must not freeze the window."""
+    import threading
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    from sam3dbody_gui.model import verify
+
+    real = verify.verify_model_folder
+    threads = []
+
+    def slow(*args, **kwargs):
+        threads.append(threading.current_thread())
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "verify_model_folder", slow)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS):
+        assert dialog.use_folder(tiny_model_dir)
+        assert dialog.verifying and not dialog.use_button.isEnabled() and dialog.cancel_button.isEnabled()
+        assert not dialog.use_folder(tiny_model_dir), "one verification at a time"
+    timer.stop()
+    assert threads and threads[0] is not threading.main_thread()
+    during = [t for t in ticks if start <= t <= start + 1.0]
+    assert len(during) >= 20, f"the UI thread ticked {len(during)} times in the 1 s verification"
+    assert dialog.chosen == ("folder", Path(tiny_model_dir)) and not dialog.verifying
+
+
+def test_a_config_that_used_to_hang_is_refused_at_once(qtbot, dialog, tmp_path, tiny_model_dir):
+    import shutil
+
+    bad = tmp_path / "deep"
+    shutil.copytree(tiny_model_dir, bad)
+    cfg = bad / "model_config.yaml"
+    cfg.write_text(cfg.read_text().replace("DEPTH: 6", "DEPTH: 1000000000", 1))
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS) as blocker:
+        dialog.use_folder(bad)
+    assert not blocker.args[0].ok and dialog.chosen is None
+    assert "DECODER.DEPTH" in dialog.status_text and dialog.status_level == "error"
+
+
+def test_cancelling_a_verification_uses_nothing(qtbot, dialog, tiny_model_dir, monkeypatch):
+    import time
+
+    from sam3dbody_gui.model import verify
+
+    real = verify.verify_model_folder
+
+    def slow(*args, cancel=None, **kwargs):
+        while not cancel.is_set():
+            time.sleep(0.01)
+        return real(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(verify, "verify_model_folder", slow)
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS) as blocker:
+        dialog.use_folder(tiny_model_dir)
+        dialog.cancel_download()  # the one Cancel button
+    assert blocker.args[0].cancelled and dialog.chosen is None and dialog.status_level == "warning"
+    assert "cancelled" in dialog.status_text and not dialog.verifying and dialog.folder_button.isEnabled()
+
+
+def test_the_dialog_says_the_rig_is_code(dialog):
+    text = dialog.safety.text()
+    assert "TorchScript" in text and "code" in text and "read and write files" in text
+    assert "a folder you chose" in text
+    assert dialog.deep_check.text().startswith("Deep check") and not dialog.deep_check.isChecked()
+
+
+def test_a_deep_check_from_the_dialog_shows_the_hashes(qtbot, dialog, tiny_model_dir):
+    import hashlib
+
+    dialog.deep_check.setChecked(True)
+    with qtbot.waitSignal(dialog.verificationFinished, timeout=TIMEOUT_MS):
+        dialog.use_folder(tiny_model_dir)
+    text = dialog.report.toPlainText()
+    assert hashlib.sha256((Path(tiny_model_dir) / "model.ckpt").read_bytes()).hexdigest() in text
+    assert "weights finite" in text
 
 
 def test_demo_choice(dialog):

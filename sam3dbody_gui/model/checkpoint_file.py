@@ -81,10 +81,22 @@ class CheckpointContents:
 
 
 def read_checkpoint(path: Path) -> CheckpointContents:
+    from .file_checks import describe_os_error, file_problem
+
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "is missing":
         raise ModelFolderError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):
+    if problem is not None:
+        raise ModelFolderError(f"checkpoint {path} {problem}")
+    # zipfile.is_zipfile answers False for a file it cannot open, hiding e.g. "permission
+    # denied" behind "not a zip archive": open it ourselves first.
+    try:
+        with open(path, "rb") as fh:
+            is_zip = zipfile.is_zipfile(fh)
+    except OSError as exc:
+        raise ModelFolderError(f"checkpoint {path} cannot be read: {describe_os_error(exc)}") from None
+    if not is_zip:
         raise ModelFolderError(f"{path} is not a PyTorch checkpoint (not a zip archive; truncated or corrupt?)")
     inert = False
     try:

@@ -7,6 +7,7 @@ in one place and a wrong or missing value is reported before any tensor is built
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,63 +118,177 @@ class ModelConfig:
         return asdict(self)
 
 
-def _section(tree: dict, *path: str) -> dict:
+# ------------------------------------------------------------------------ the schema ---
+# Every value the architecture reads, with its type and the range this app can build. Values
+# are checked before anything is built: a DECODER.DEPTH of 10^9 used to build layers until the
+# memory ran out, a zero IMAGE_STD divided by zero, `bool("false")` is True. The ranges are far
+# wider than any released model (depth 6, width 1024, 512 px crops) yet keep a meta-device
+# build instant.
+_INT, _FLOAT, _BOOL, _STR = "a whole number", "a number", "true or false", "a string"
+
+
+@dataclass(frozen=True)
+class _Key:
+    path: str  # under MODEL unless it starts with TRAIN.
+    kind: str
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    positive: bool = False  # a number > 0 (for floats, where `lo` cannot say "exclusive")
+    length: int | None = None  # a list of exactly this many values
+    nullable: bool = False  # null means the default
+    choices: tuple | None = None
+
+
+_SCHEMA = (
+    _Key("IMAGE_SIZE", _INT, (512, 512), lo=16, hi=4096, length=2),
+    _Key("IMAGE_MEAN", _FLOAT, ModelConfig.image_mean, lo=-1e4, hi=1e4, length=3),
+    _Key("IMAGE_STD", _FLOAT, ModelConfig.image_std, positive=True, hi=1e4, length=3),
+    _Key("BACKBONE.TYPE", _STR, ""),
+    _Key("DECODER.DIM", _INT, 1024, lo=1, hi=16384),
+    _Key("DECODER.DEPTH", _INT, 6, lo=1, hi=64),
+    _Key("DECODER.HEADS", _INT, 8, lo=1, hi=256),
+    _Key("DECODER.DIM_HEAD", _INT, 64, lo=1, hi=1024),
+    _Key("DECODER.MLP_DIM", _INT, 1024, lo=1, hi=65536),
+    _Key("DECODER.REPEAT_PE", _BOOL, True),
+    _Key("DECODER.ENABLE_TWOWAY", _BOOL, False),
+    _Key("DECODER.CONDITION_TYPE", _STR, "cliff"),
+    _Key("DECODER.USE_INTRIN_CENTER", _BOOL, False),
+    _Key("DECODER.DO_INTERM_PREDS", _BOOL, False),
+    _Key("DECODER.DO_KEYPOINT_TOKENS", _BOOL, False),
+    _Key("DECODER.DO_KEYPOINT3D_TOKENS", _BOOL, False),
+    _Key("DECODER.DO_HAND_DETECT_TOKENS", _BOOL, False),
+    _Key("DECODER.KEYPOINT_TOKEN_UPDATE", _STR, "", nullable=True),
+    _Key("DECODER.LAYER_SCALE_INIT", _FLOAT, 0.0, lo=-1e6, hi=1e6, nullable=True),
+    _Key("PROMPT_ENCODER.MAX_NUM_CLICKS", _INT, 2, lo=0, hi=1000),
+    _Key("PROMPT_ENCODER.PROMPT_KEYPOINTS", _STR, "mhr70"),
+    _Key("PROMPT_ENCODER.MASK_EMBED_TYPE", _STR, None, nullable=True),
+    _Key("MHR_HEAD.MLP_DEPTH", _INT, 1, lo=1, hi=16),
+    _Key("MHR_HEAD.MLP_CHANNEL_DIV_FACTOR", _INT, 1, lo=1, hi=16384),
+    _Key("CAMERA_HEAD.MLP_DEPTH", _INT, 1, lo=1, hi=16),
+    _Key("CAMERA_HEAD.MLP_CHANNEL_DIV_FACTOR", _INT, 1, lo=1, hi=16384),
+    _Key("CAMERA_HEAD.DEFAULT_SCALE_FACTOR_HAND", _FLOAT, 1.0, positive=True, hi=1e6),
+    _Key("TRAIN.USE_FP16", _BOOL, False),
+    _Key("TRAIN.FP16_TYPE", _STR, "float16", choices=("float16", "bfloat16")),
+)
+_ABSENT = object()
+
+
+def _lookup(tree: dict, key: _Key) -> Any:
+    parts = key.path.split(".") if key.path.startswith("TRAIN.") else ["MODEL", *key.path.split(".")]
     node: Any = tree
-    for key in path:
-        node = node.get(key, {}) if isinstance(node, dict) else {}
-    return node if isinstance(node, dict) else {}
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _scalar(value: Any, key: _Key) -> tuple[Any, str]:
+    """(value, "") or (None, what is wrong)."""
+    if key.kind == _BOOL:
+        # 0/1 as YAML 1.1 writers sometimes emit them; anything else is ambiguous.
+        if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+            return bool(value), ""
+        return None, f"must be {_BOOL}"
+    if key.kind == _STR:
+        if not isinstance(value, str):
+            return None, f"must be {_STR}"
+        if key.choices is not None and value not in key.choices:
+            return None, "must be one of " + ", ".join(map(repr, key.choices))
+        return value, ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"must be {key.kind}"
+    if key.kind == _INT and isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            return None, f"must be {_INT}"
+        value = int(value)
+    if key.kind == _FLOAT:
+        value = float(value)
+        if not math.isfinite(value):
+            return None, "must be a finite number"
+    if key.positive and not value > 0:
+        return None, "must be greater than 0"
+    if (key.lo is not None and value < key.lo) or (key.hi is not None and value > key.hi):
+        if key.lo is None:
+            return None, f"must be greater than 0 and at most {key.hi:g}"
+        return None, f"must be from {key.lo:g} to {key.hi:g}"
+    return value, ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _read(tree: dict, key: _Key, problems: list[str]) -> Any:
+    value = _lookup(tree, key)
+    if value is _ABSENT or (value is None and key.nullable):
+        return key.default
+    if value is None:
+        problems.append(f"{key.path} is empty (null)")
+        return key.default
+    if key.length is not None:
+        if key.path == "IMAGE_SIZE" and not isinstance(value, (list, tuple)):
+            value = [value, value]  # upstream accepts one number for a square crop
+        if not isinstance(value, (list, tuple)) or len(value) != key.length:
+            problems.append(f"{key.path} is {_show(value)}: it must be a list of {key.length} values")
+            return key.default
+        out = []
+        for i, item in enumerate(value):
+            checked, why = _scalar(item, key)
+            if why:
+                problems.append(f"{key.path}[{i}] is {_show(item)}: it {why}")
+                return key.default
+            out.append(checked)
+        return tuple(out)
+    checked, why = _scalar(value, key)
+    if why:
+        problems.append(f"{key.path} is {_show(value)}: it {why}")
+        return key.default
+    return checked
 
 
 def parse_model_config(tree: dict[str, Any]) -> ModelConfig:
-    """Build a ModelConfig from upstream's nested dict; absent keys take upstream's defaults."""
-    model = _section(tree, "MODEL")
-    if not model:
+    """Build a ModelConfig from upstream's nested dict; absent keys take upstream's defaults.
+    Every value is checked against the schema first; all problems are reported together."""
+    if not isinstance(tree.get("MODEL"), dict) or not tree["MODEL"]:
         raise ModelFolderError("model_config.yaml has no MODEL section: not a SAM 3D Body config.")
-    dec = _section(tree, "MODEL", "DECODER")
-    prompt = _section(tree, "MODEL", "PROMPT_ENCODER")
-    mhr = _section(tree, "MODEL", "MHR_HEAD")
-    cam = _section(tree, "MODEL", "CAMERA_HEAD")
-    train = _section(tree, "TRAIN")
-    base = DecoderConfig()
-    try:
-        decoder = DecoderConfig(
-            dim=int(dec.get("DIM", base.dim)),
-            depth=int(dec.get("DEPTH", base.depth)),
-            heads=int(dec.get("HEADS", base.heads)),
-            dim_head=int(dec.get("DIM_HEAD", base.dim_head)),
-            mlp_dim=int(dec.get("MLP_DIM", base.mlp_dim)),
-            repeat_pe=bool(dec.get("REPEAT_PE", base.repeat_pe)),
-            enable_twoway=bool(dec.get("ENABLE_TWOWAY", base.enable_twoway)),
-            condition_type=str(dec.get("CONDITION_TYPE", base.condition_type)),
-            use_intrin_center=bool(dec.get("USE_INTRIN_CENTER", False)),
-            do_interm_preds=bool(dec.get("DO_INTERM_PREDS", False)),
-            do_keypoint_tokens=bool(dec.get("DO_KEYPOINT_TOKENS", False)),
-            do_keypoint3d_tokens=bool(dec.get("DO_KEYPOINT3D_TOKENS", False)),
-            do_hand_detect_tokens=bool(dec.get("DO_HAND_DETECT_TOKENS", False)),
-            keypoint_token_update=str(dec.get("KEYPOINT_TOKEN_UPDATE", "") or ""),
-            layer_scale_init=float(dec.get("LAYER_SCALE_INIT", 0.0) or 0.0),
-        )
-        size = model.get("IMAGE_SIZE", [512, 512])
-        size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(s) for s in size)
-        cfg = ModelConfig(
-            image_size=size,
-            image_mean=tuple(float(v) for v in model.get("IMAGE_MEAN", ModelConfig.image_mean)),
-            image_std=tuple(float(v) for v in model.get("IMAGE_STD", ModelConfig.image_std)),
-            backbone_type=str(_section(tree, "MODEL", "BACKBONE").get("TYPE", "")),
-            backbone_half=bool(train.get("USE_FP16", False)),
-            backbone_half_type=str(train.get("FP16_TYPE", "float16")),
-            decoder=decoder,
-            max_num_clicks=int(prompt.get("MAX_NUM_CLICKS", 2)),
-            prompt_keypoints=str(prompt.get("PROMPT_KEYPOINTS", "mhr70")),
-            mask_embed_type=prompt.get("MASK_EMBED_TYPE", None),
-            mhr_head_mlp_depth=int(mhr.get("MLP_DEPTH", 1)),
-            mhr_head_channel_div=int(mhr.get("MLP_CHANNEL_DIV_FACTOR", 1)),
-            camera_head_mlp_depth=int(cam.get("MLP_DEPTH", 1)),
-            camera_head_channel_div=int(cam.get("MLP_CHANNEL_DIV_FACTOR", 1)),
-            default_scale_factor_hand=float(cam.get("DEFAULT_SCALE_FACTOR_HAND", 1.0)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ModelFolderError(f"model_config.yaml has a value of the wrong type: {exc}") from None
+    problems: list[str] = []
+    v = {key.path: _read(tree, key, problems) for key in _SCHEMA}
+    from .backbone import BACKBONE_ARCHS  # a name check only; nothing is built
+
+    if v["BACKBONE.TYPE"] not in BACKBONE_ARCHS and not any(p.startswith("BACKBONE.TYPE") for p in problems):
+        problems.append(f"BACKBONE.TYPE is {_show(v['BACKBONE.TYPE'])}: it must be one of "
+                        + ", ".join(sorted(BACKBONE_ARCHS)))
+    for head in ("MHR_HEAD", "CAMERA_HEAD"):
+        div = v[f"{head}.MLP_CHANNEL_DIV_FACTOR"]
+        if div > v["DECODER.DIM"]:  # the head's hidden width DIM // div would be 0
+            problems.append(f"{head}.MLP_CHANNEL_DIV_FACTOR is {div}: it must not exceed DECODER.DIM "
+                            f"({v['DECODER.DIM']})")
+    if problems:
+        raise ModelFolderError("model_config.yaml has values this app cannot use: " + "; ".join(problems))
+    decoder = DecoderConfig(
+        dim=v["DECODER.DIM"], depth=v["DECODER.DEPTH"], heads=v["DECODER.HEADS"], dim_head=v["DECODER.DIM_HEAD"],
+        mlp_dim=v["DECODER.MLP_DIM"], repeat_pe=v["DECODER.REPEAT_PE"], enable_twoway=v["DECODER.ENABLE_TWOWAY"],
+        condition_type=v["DECODER.CONDITION_TYPE"], use_intrin_center=v["DECODER.USE_INTRIN_CENTER"],
+        do_interm_preds=v["DECODER.DO_INTERM_PREDS"], do_keypoint_tokens=v["DECODER.DO_KEYPOINT_TOKENS"],
+        do_keypoint3d_tokens=v["DECODER.DO_KEYPOINT3D_TOKENS"],
+        do_hand_detect_tokens=v["DECODER.DO_HAND_DETECT_TOKENS"],
+        keypoint_token_update=v["DECODER.KEYPOINT_TOKEN_UPDATE"] or "",
+        layer_scale_init=v["DECODER.LAYER_SCALE_INIT"] or 0.0,
+    )
+    cfg = ModelConfig(
+        image_size=v["IMAGE_SIZE"], image_mean=v["IMAGE_MEAN"], image_std=v["IMAGE_STD"],
+        backbone_type=v["BACKBONE.TYPE"], backbone_half=v["TRAIN.USE_FP16"],
+        backbone_half_type=v["TRAIN.FP16_TYPE"], decoder=decoder,
+        max_num_clicks=v["PROMPT_ENCODER.MAX_NUM_CLICKS"], prompt_keypoints=v["PROMPT_ENCODER.PROMPT_KEYPOINTS"],
+        mask_embed_type=v["PROMPT_ENCODER.MASK_EMBED_TYPE"],
+        mhr_head_mlp_depth=v["MHR_HEAD.MLP_DEPTH"], mhr_head_channel_div=v["MHR_HEAD.MLP_CHANNEL_DIV_FACTOR"],
+        camera_head_mlp_depth=v["CAMERA_HEAD.MLP_DEPTH"],
+        camera_head_channel_div=v["CAMERA_HEAD.MLP_CHANNEL_DIV_FACTOR"],
+        default_scale_factor_hand=v["CAMERA_HEAD.DEFAULT_SCALE_FACTOR_HAND"],
+    )
     _check_supported(cfg)
     return cfg
 
@@ -200,15 +315,34 @@ def _check_supported(cfg: ModelConfig) -> None:
         raise ModelFolderError("model_config.yaml describes a model this app does not support: " + "; ".join(problems))
 
 
+MAX_CONFIG_BYTES = 1 << 20  # the released file is ~2 kB; more is not a config (and YAML is slow)
+
+
 def load_model_config(path: Path) -> ModelConfig:
+    from .file_checks import describe_os_error
+
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ModelFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ModelFolderError(f"cannot read {path}: {describe_os_error(exc)}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ModelFolderError(f"{path} is over {MAX_CONFIG_BYTES // 1024} kB: not a SAM 3D Body model config")
+    try:
+        text = data.decode("utf-8-sig")  # a BOM is harmless (some editors write one)
+    except UnicodeDecodeError as exc:
+        hint = " (it looks like UTF-16: save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ModelFolderError(f"{path} is not UTF-8 text: byte {data[exc.start]:#04x} at offset {exc.start}"
+                               f"{hint}") from None
+    if "\0" in text:
+        raise ModelFolderError(f"{path} is not UTF-8 text: it holds NUL bytes (a binary file?)")
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ModelFolderError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ModelFolderError(f"{path} is not valid YAML: nested too deeply") from None
     if not isinstance(tree, dict):
         raise ModelFolderError(f"{path} is not a SAM 3D Body model config.")
     return parse_model_config(tree)

@@ -11,6 +11,9 @@ one is a clear error naming the architecture mismatch, never a stack trace.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +45,7 @@ class LoadReport:
     tensors_in_file: int
     tensors_loaded: int
     backbone_skipped: int = 0  # backbone tensors left to a runtime backend (TensorRT / .pt2)
-    unexpected: list[str] = field(default_factory=list)  # in the file, unknown to the model
+    unexpected: list[str] = field(default_factory=list)  # under prefixes the model lacks: ignored
     hand_only: int = 0  # loaded, used only by full (hand-refinement) mode
     read_inertly: bool = False  # the file held non-tensor objects, read as inert placeholders
 
@@ -69,16 +72,34 @@ class LoadedModel:
 
 
 def find_model_files(folder: Path) -> ModelFiles:
+    """The three required files, each readable; otherwise one message naming every problem
+    with its real cause (missing, a broken link, a symlink loop, permission denied, ...)."""
+    from .file_checks import describe_os_error, file_problem
+
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelFolderError(f"model folder not found: {folder}")
+    try:
+        st = os.stat(folder)  # not is_dir(): it answers False for a loop or a parent without permission
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ModelFolderError(f"model folder not found: {folder}") from None
+        raise ModelFolderError(f"model folder {folder} cannot be opened: {describe_os_error(exc)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ModelFolderError(f"model folder {folder} is a file, not a folder")
     ckpt = folder / CHECKPOINT_NAME
     config = folder / CONFIG_NAME
-    if not config.is_file() and (folder.parent / CONFIG_NAME).is_file():
+    if file_problem(config) == "is missing" and file_problem(folder.parent / CONFIG_NAME) is None:
         config = folder.parent / CONFIG_NAME
     rig = folder / RIG_PATH
-    missing = [str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p)
-               for p in (ckpt, config, rig) if not p.is_file()]
+    missing, other = [], []
+    for p in (ckpt, config, rig):
+        problem = file_problem(p)
+        name = str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p)
+        if problem == "is missing":
+            missing.append(name)
+        elif problem is not None:
+            other.append(f"{name} {problem}")
+    if other:
+        raise ModelFolderError(f"model folder {folder}: " + "; ".join(other + [f"{m} is missing" for m in missing]))
     if missing:
         raise ModelFolderError(
             f"model folder {folder} is missing {', '.join(missing)} "
@@ -87,13 +108,84 @@ def find_model_files(folder: Path) -> ModelFiles:
     return ModelFiles(folder, ckpt, config, rig)
 
 
+MAX_MESH_SIZE = 10_000_000  # the released mesh has 18,439 vertices; beyond this a file is not a mesh
+
+
 def _mesh_size(state: dict[str, torch.Tensor]) -> tuple[int, int]:
     try:
-        num_vertices = state["head_pose.keypoint_mapping"].shape[1] - NUM_JOINTS
-        num_faces = state["head_pose.faces"].shape[0]
+        mapping, faces = state["head_pose.keypoint_mapping"], state["head_pose.faces"]
     except KeyError as exc:
         raise ModelFolderError(f"checkpoint lacks {exc.args[0]}: not a SAM 3D Body checkpoint") from None
+    if mapping.dim() != 2 or faces.dim() != 2:
+        raise ModelFolderError("checkpoint's head_pose.keypoint_mapping / head_pose.faces are not matrices: "
+                               "not a SAM 3D Body checkpoint")
+    num_vertices, num_faces = mapping.shape[1] - NUM_JOINTS, faces.shape[0]
+    if not (0 < num_vertices <= MAX_MESH_SIZE and 0 < num_faces <= 2 * MAX_MESH_SIZE):
+        raise ModelFolderError(f"checkpoint describes a mesh of {num_vertices} vertices and {num_faces} faces: "
+                               "not a SAM 3D Body checkpoint")
     return num_vertices, num_faces
+
+
+def decoder_depth_in(state: dict[str, torch.Tensor], prefix: str = "decoder.layers.") -> int:
+    """How many decoder layers the checkpoint holds (1 + the highest layer index)."""
+    indices = {key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)}
+    return 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
+
+
+@dataclass
+class StateCheck:
+    """A checkpoint against the architecture a config describes."""
+
+    wrong_shape: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)  # under a prefix the model has, but not used
+    foreign: list[str] = field(default_factory=list)  # under prefixes the model has nothing of
+    rig: list[str] = field(default_factory=list)  # an MHR rig's tensors (the rig is its own file)
+    backbone_skipped: int = 0
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.wrong_shape or self.missing or self.unused)
+
+    def message(self) -> str:
+        details = self.wrong_shape[:3] + [f"{k} is missing" for k in self.missing[:3]]
+        if self.unused:
+            more = f" and {len(self.unused) - 1} more" if len(self.unused) > 1 else ""
+            details.append(f"{self.unused[0]}{more} are in the checkpoint but not in the architecture")
+        shown = len(self.wrong_shape[:3]) + len(self.missing[:3]) + (len(self.unused) > 0)
+        more = len(self.wrong_shape) + len(self.missing) + (len(self.unused) > 0) - shown
+        return ("checkpoint does not match the architecture in model_config.yaml: "
+                + (f"{self.hint}; " if self.hint else "") + "; ".join(details)
+                + (f"; and {more} more" if more > 0 else ""))
+
+
+def check_state(expected: dict, state: dict, config: ModelConfig, with_backbone: bool = True) -> StateCheck:
+    """Compare names and shapes (no tensor data is read). A tensor the model does not use under
+    one of its own prefixes (e.g. `decoder.layers.5.*` with DECODER.DEPTH 5) means the config
+    describes another model than the checkpoint holds: an error, never silently dropped."""
+    out = StateCheck()
+    known = {k.split(".", 1)[0] for k in expected} | {"backbone"}
+    for key, value in state.items():
+        if key.startswith(BACKBONE_PREFIX) and not with_backbone:
+            out.backbone_skipped += 1
+        elif key in expected:
+            if tuple(value.shape) != tuple(expected[key].shape):
+                out.wrong_shape.append(f"{key} is {tuple(value.shape)}, the config wants {tuple(expected[key].shape)}")
+        elif ".mhr." in f".{key}":
+            out.rig.append(key)
+        elif key.split(".", 1)[0] in known:
+            out.unused.append(key)
+        else:
+            out.foreign.append(key)
+    out.missing = sorted(set(expected) - set(state))
+    for prefix in ("decoder.layers.", "decoder_hand.layers."):
+        held = decoder_depth_in(state, prefix)
+        if held and held != config.decoder.depth:
+            out.hint = (f"the checkpoint has {held} decoder layers, model_config.yaml says "
+                        f"DECODER.DEPTH {config.decoder.depth}")
+            break
+    return out
 
 
 def _is_hand_only(key: str) -> bool:
@@ -111,25 +203,14 @@ def materialize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
     return model
 
 
-def load_state_into(model: SAM3DBody, state: dict[str, torch.Tensor], with_backbone: bool) -> LoadReport:
+def load_state_into(model: SAM3DBody, state: dict[str, torch.Tensor], with_backbone: bool,
+                    checked: StateCheck | None = None) -> LoadReport:
     expected = model.state_dict()
-    report = LoadReport(tensors_in_file=len(state), tensors_loaded=0)
-    wrong_shape = []
-    for key, value in state.items():
-        if not with_backbone and key.startswith(BACKBONE_PREFIX):
-            report.backbone_skipped += 1
-        elif key not in expected:
-            report.unexpected.append(key)
-        elif tuple(value.shape) != tuple(expected[key].shape):
-            wrong_shape.append(f"{key} is {tuple(value.shape)}, the config wants {tuple(expected[key].shape)}")
-    missing = sorted(set(expected) - set(state))
-    if wrong_shape or missing:
-        details = wrong_shape[:3] + [f"{k} is missing" for k in missing[:3]]
-        more = len(wrong_shape) + len(missing) - len(details)
-        raise ModelFolderError(
-            "checkpoint does not match the architecture in model_config.yaml: " + "; ".join(details)
-            + (f"; and {more} more" if more > 0 else "")
-        )
+    checked = checked or check_state(expected, state, model.cfg, with_backbone)
+    if not checked.ok:
+        raise ModelFolderError(checked.message())
+    report = LoadReport(tensors_in_file=len(state), tensors_loaded=0, backbone_skipped=checked.backbone_skipped,
+                        unexpected=checked.foreign + checked.rig)
     with torch.no_grad():
         for key, target in expected.items():
             target.copy_(state[key])  # copy_ converts dtype (fp16 file → model precision)
@@ -155,11 +236,15 @@ def load_model_folder(
     num_vertices, num_faces = _mesh_size(state)
     with torch.device("meta"):
         model = SAM3DBody(config, num_vertices, num_faces, with_backbone=with_backbone)
+    # Names and shapes are compared on the meta model, before any memory is allocated for it.
+    checked = check_state(model.state_dict(), state, config, with_backbone)
+    if not checked.ok:
+        raise ModelFolderError(checked.message())
     model.to(decoder_dtype)
     if with_backbone:
         model.backbone.to(backbone_dtype)
     model = materialize(model, device)
-    report = load_state_into(model, state, with_backbone)
+    report = load_state_into(model, state, with_backbone, checked)
     report.read_inertly = contents.needed_inert_loading
     model.mhr = load_mhr_rig(files.mhr_rig, device)
     check_mhr_rig(model.mhr, num_vertices, device)

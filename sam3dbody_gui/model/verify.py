@@ -1,18 +1,26 @@
 """Checking a model folder before use, cheaply, with a report a person can read.
 
 `verify_model_folder` runs the checks `load_model_folder` relies on, without loading ~1 B
-parameters: the files are there; model_config.yaml parses; the checkpoint is read with mmap
-(tensor data stays on disk) and every key and shape is compared with the architecture the
-config describes, built on the meta device; the MHR rig is a TorchScript archive (or, with
-`deep=True`, is loaded and checked against the checkpoint's mesh size); backbone exports, if
-any, are complete. Every outcome is a line of the report, never a stack trace.
+parameters: the files are there and readable (or why not: permission denied, a symlink loop,
+...); model_config.yaml passes the schema; the checkpoint is read with mmap (tensor data stays
+on disk) and every key and shape is compared with the architecture the config describes, built
+on the meta device; the MHR rig is looked at inside (a TorchScript archive, which file
+operations its code calls) without running it; backbone exports, if any, are complete.
+
+The MHR rig is code: it is loaded and run (one rest-pose call against the checkpoint's mesh
+size) only with `run_rig=True`, i.e. once the user chose the folder, after its SHA-256 was
+compared with the Hub's record and the published hash. `deep=True` also reads every byte: all
+weights finite, and every file's SHA-256 shown against the Hub's when the folder came from the
+Hub. Every outcome is a line of the report, never a stack trace; `cancel` stops between steps.
 """
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 from ..errors import UserError
 
@@ -30,6 +38,9 @@ class Check:
 class VerifyReport:
     folder: Path
     checks: list[Check] = field(default_factory=list)
+    rig_run: bool = False  # the MHR rig was loaded and called
+    deep: bool = False
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -44,7 +55,9 @@ class VerifyReport:
 
     def text(self) -> str:
         marks = {OK: "ok  ", INFO: "info", WARNING: "warn", ERROR: "FAIL"}
-        lines = [f"model folder {self.folder}: " + ("usable" if self.ok else "NOT usable")]
+        verdict = "NOT usable" if not self.ok else "usable" if self.rig_run else \
+            "usable as far as checked; the MHR rig (code) was not run"
+        lines = [f"model folder {self.folder}: {verdict}"]
         lines += [f"  {marks[c.level]}  {c.name}: {c.detail}" for c in self.checks]
         return "\n".join(lines)
 
@@ -62,36 +75,43 @@ def _size(path: Path) -> str:
         return "?"
 
 
-def compare_state(expected: dict, state: dict, with_backbone: bool = True,
-                  backbone_prefix: str = "backbone.encoder.") -> tuple[list[str], list[str], list[str]]:
-    """(wrong shapes, missing keys, unknown keys) of `state` against `expected` (name → tensor)."""
-    wrong, unknown = [], []
-    for key, value in state.items():
-        if not with_backbone and key.startswith(backbone_prefix):
-            continue
-        if key not in expected:
-            unknown.append(key)
-        elif tuple(value.shape) != tuple(expected[key].shape):
-            wrong.append(f"{key} is {tuple(value.shape)}, the config wants {tuple(expected[key].shape)}")
-    missing = sorted(set(expected) - set(state))
-    return wrong, missing, unknown
+def verify_model_folder(folder: Path, deep: bool = False, run_rig: Optional[bool] = None,
+                        cancel: Optional[threading.Event] = None,
+                        progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
+    """`run_rig` (default: `deep`) loads and calls the MHR rig: only for a folder the user chose."""
+    from .file_checks import Cancelled
+
+    run_rig = deep if run_rig is None else run_rig
+    report = VerifyReport(Path(folder).expanduser(), rig_run=False, deep=deep)
+    try:
+        _verify(report, deep, run_rig, cancel, progress or (lambda text: None))
+    except Cancelled:
+        report.cancelled = True
+        report.add("verification", ERROR, "cancelled before it finished")
+    return report
 
 
-def verify_model_folder(folder: Path, deep: bool = False) -> VerifyReport:
+def _verify(report: VerifyReport, deep: bool, run_rig: bool, cancel, say: Callable[[str], None]) -> None:
     import torch
 
     from .checkpoint_file import read_checkpoint
     from .config import load_model_config
-    from .model_folder import _mesh_size, find_model_files
+    from .file_checks import Cancelled
+    from .model_folder import _mesh_size, check_state, find_model_files
     from .sam3d_body import SAM3DBody
 
-    folder = Path(folder).expanduser()
-    report = VerifyReport(folder)
+    def checkpoint_stop() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    folder = report.folder
+    checkpoint_stop()
+    say("checking the files")
     try:
         files = find_model_files(folder)
     except UserError as exc:
         report.add("files", ERROR, str(exc))
-        return report
+        return
     report.add("files", OK, f"model.ckpt ({_size(files.checkpoint)}), {files.config.name}, "
                             f"assets/mhr_model.pt ({_size(files.mhr_rig)})")
 
@@ -106,7 +126,9 @@ def verify_model_folder(folder: Path, deep: bool = False) -> VerifyReport:
         report.add("config", ERROR, f"{files.config} could not be read ({type(exc).__name__}: {exc})")
         config = None
 
-    num_vertices = None
+    checkpoint_stop()
+    say("reading the checkpoint's tensor names and shapes")
+    num_vertices, state = None, None
     try:
         contents = read_checkpoint(files.checkpoint)  # mmap: the tensor data is not read
         state = contents.state_dict
@@ -114,15 +136,14 @@ def verify_model_folder(folder: Path, deep: bool = False) -> VerifyReport:
         if config is not None:
             with torch.device("meta"):
                 model = SAM3DBody(config, num_vertices, num_faces, with_backbone=True)
-            wrong, missing, unknown = compare_state(model.state_dict(), state)
-            if wrong or missing:
-                details = wrong[:3] + [f"{k} is missing" for k in missing[:3]]
-                more = len(wrong) + len(missing) - len(details)
-                report.add("checkpoint", ERROR, "does not match the architecture in model_config.yaml: "
-                           + "; ".join(details) + (f"; and {more} more" if more > 0 else ""))
+            checked = check_state(model.state_dict(), state, config)
+            if not checked.ok:
+                report.add("checkpoint", ERROR, checked.message().removeprefix("checkpoint "))
             else:
-                note = f"; {len(unknown)} unknown tensors ignored (e.g. {unknown[0]})" if unknown else ""
-                report.add("checkpoint", WARNING if unknown else OK,
+                ignored = checked.foreign + checked.rig
+                note = (f"; {len(ignored)} tensors under prefixes the model does not have, ignored "
+                        f"(e.g. {ignored[0]})") if ignored else ""
+                report.add("checkpoint", WARNING if ignored else OK,
                            f"{len(state)} tensors, every key and shape matches ({num_vertices} vertices){note}")
         if contents.needed_inert_loading:
             report.add("checkpoint objects", INFO, "non-tensor objects in the file are read as inert placeholders")
@@ -131,35 +152,142 @@ def verify_model_folder(folder: Path, deep: bool = False) -> VerifyReport:
     except Exception as exc:  # noqa: BLE001
         report.add("checkpoint", ERROR, f"{files.checkpoint} could not be read ({type(exc).__name__}: {exc})")
 
-    _check_rig(report, files.mhr_rig, num_vertices, deep)
+    if deep and state is not None:
+        _check_finite(report, state, checkpoint_stop, say)
+    rig_digest = _check_rig(report, files, num_vertices, run_rig, cancel, say)
     _check_exports(report, files)
+    if deep:
+        _check_hashes(report, files, {files.mhr_rig: rig_digest}, cancel, say)
     from ..synthetic.make import is_synthetic
 
     if is_synthetic(folder):
         report.add("weights", WARNING, "a synthetic demo model: its weights are random")
-    return report
 
 
-def _check_rig(report: VerifyReport, path: Path, num_vertices, deep: bool) -> None:
-    if not zipfile.is_zipfile(path):
-        report.add("MHR rig", ERROR, f"{path} is not a TorchScript archive (truncated or corrupt?)")
-        return
-    if not deep or num_vertices is None:
-        report.add("MHR rig", OK, "TorchScript archive")
-        return
-    from .mhr_rig import check_mhr_rig, load_mhr_rig
+def _check_finite(report: VerifyReport, state: dict, checkpoint_stop, say) -> None:
+    """Read every weight (deep only): a NaN or inf in the file poisons every result."""
+    import torch
 
+    say("checking that every weight is finite")
+    bad = []
+    for key, value in state.items():
+        checkpoint_stop()
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+            bad.append(key)
+    if bad:
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        report.add("weights finite", ERROR, f"model.ckpt has non-finite values (NaN or inf) in {bad[0]}{more}")
+    else:
+        report.add("weights finite", OK, f"all {len(state)} tensors hold finite values")
+
+
+def _hash(path: Path, cancel, say) -> str:
+    from .file_checks import sha256_file
+
+    def step(done: int, total: int) -> None:
+        say(f"SHA-256 of {path.name}: {_format(done)} of {_format(total)}")
+
+    return sha256_file(path, cancel, step)
+
+
+def _format(n: int) -> str:
+    from ..hub import format_size
+
+    return format_size(n)
+
+
+def _check_rig(report: VerifyReport, files, num_vertices, run_rig: bool, cancel, say) -> Optional[str]:
+    """Inspect the rig without running it; with `run_rig`, hash, compare, then load and call it.
+    Returns its SHA-256 when it was computed."""
+    from . import mhr_rig
+    from .file_checks import hub_record, inspect_torchscript
+    from .model_folder import RIG_PATH
+
+    path = files.mhr_rig
+    say("looking inside the MHR rig (without running it)")
+    info = inspect_torchscript(path)
+    if info.problem:
+        report.add("MHR rig", ERROR, f"{path} {info.problem}")
+        return None
+    plural = "s" if info.code_files != 1 else ""
+    level, notes = OK, [f"TorchScript archive ({info.code_files} code file{plural})"]
+    if info.file_ops:
+        level = WARNING
+        notes.append(f"its code calls {', '.join(info.file_ops)}: it can read or write files when run; "
+                     "use it only if you trust where it came from")
+    if not run_rig or num_vertices is None:
+        notes.append("not run: a rig is code, it runs only once you use this folder")
+        report.add("MHR rig", level, "; ".join(notes))
+        return None
+
+    digest = _hash(path, cancel, say)
+    record = hub_record(files.folder, RIG_PATH.as_posix())
+    if record is not None and record.digest != digest:
+        report.add("MHR rig", ERROR, f"SHA-256 {digest} differs from the Hub's ({record.digest}, from "
+                                     f"{record.where}): the file changed after the download; it was not run")
+        return digest
+    if record is not None:
+        notes.append(f"SHA-256 {digest} matches the Hub's ({record.where})")
+    published = mhr_rig.PUBLISHED_MHR_RIG_SHA256
+    if published is None:
+        notes.append(("" if record is not None else f"SHA-256 {digest}: ")
+                     + "unverified (this app knows no published SHA-256 of the released rig)")
+    elif digest == published:
+        notes.append(f"SHA-256 {digest} is the published one of {mhr_rig.RIG_REPO_FILE}")
+    else:
+        level = WARNING
+        notes.append(f"SHA-256 {digest} differs from the published {published} of {mhr_rig.RIG_REPO_FILE}: "
+                     "not the released rig")
+    say("loading and running the MHR rig once (rest pose)")
     try:
-        check_mhr_rig(load_mhr_rig(path, "cpu"), num_vertices, "cpu")
-        report.add("MHR rig", OK, f"loads; {num_vertices} vertices like the checkpoint")
+        mhr_rig.check_mhr_rig(mhr_rig.load_mhr_rig(path, "cpu"), num_vertices, "cpu")
     except UserError as exc:
         report.add("MHR rig", ERROR, str(exc))
+        return digest
     except Exception as exc:  # noqa: BLE001
         report.add("MHR rig", ERROR, f"{type(exc).__name__}: {exc}")
+        return digest
+    report.rig_run = True
+    notes.append(f"loads; {num_vertices} vertices like the checkpoint")
+    report.add("MHR rig", level, "; ".join(notes))
+    return digest
+
+
+def _check_hashes(report: VerifyReport, files, known: dict, cancel, say) -> None:
+    """Deep only: every file's SHA-256, against the Hub's where huggingface_hub recorded it."""
+    from ..runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
+    from .file_checks import hub_record, matches_record
+
+    paths = [files.checkpoint, files.config, files.mhr_rig]
+    for found in (find_backbone_file(files, ONNX_CANDIDATES), find_backbone_file(files, PT2_CANDIDATES)):
+        if found is not None:
+            paths.append(found)
+            data = found.with_name(found.name + ".data")
+            if data.is_file():
+                paths.append(data)
+    for path in paths:
+        rel = path.relative_to(files.folder).as_posix() if path.is_relative_to(files.folder) else str(path)
+        name = f"SHA-256 {rel}"
+        try:
+            digest = known.get(path) or _hash(path, cancel, say)
+        except OSError as exc:
+            from .file_checks import describe_os_error
+
+            report.add(name, ERROR, f"cannot be read: {describe_os_error(exc)}")
+            continue
+        record = hub_record(files.folder, rel)
+        if record is None:
+            report.add(name, INFO, f"{digest} (not from the Hub: no record to compare with)")
+        elif matches_record(path, record, digest):
+            report.add(name, OK, f"{digest} matches the Hub's ({record.where})")
+        else:
+            report.add(name, ERROR, f"{digest} differs from the Hub's {record.algorithm} {record.digest} "
+                                    f"({record.where}): the file changed after the download")
 
 
 def _check_exports(report: VerifyReport, files) -> None:
     from ..runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
+    from .file_checks import file_problem
 
     onnx = find_backbone_file(files, ONNX_CANDIDATES)
     if onnx is None:
@@ -174,6 +302,8 @@ def _check_exports(report: VerifyReport, files) -> None:
     pt2 = find_backbone_file(files, PT2_CANDIDATES)
     if pt2 is None:
         report.add("backbone .pt2", INFO, "none (optional: the pt2 backend needs it)")
+    elif file_problem(pt2) is not None:
+        report.add("backbone .pt2", ERROR, f"{pt2.name} {file_problem(pt2)}")
     elif not zipfile.is_zipfile(pt2):
         report.add("backbone .pt2", ERROR, f"{pt2.name} is not a .pt2 archive (truncated or corrupt?)")
     else:

@@ -3,8 +3,10 @@
 Lists every file of the two repositories (present or missing, size, where), downloads the
 missing ones on a worker thread (progress, cancel: the partial file of a large download is kept
 and the next download resumes it), points at an existing folder, or picks the demo model. A
-folder is verified (files, config, checkpoint keys and shapes against the architecture) before
-it is used, and the report is shown instead of a stack trace.
+folder is verified (files, config, checkpoint keys and shapes against the architecture, the MHR
+rig loaded and run once) before it is used, on a worker thread so the window never freezes,
+and the report is shown instead of a stack trace. The rig is TorchScript, i.e. code: it is
+loaded only for a folder the user chose (Use / Verify), never while merely listing files.
 
 The dialog only says what to use (`chosen`); the main window applies it.
 """
@@ -12,6 +14,7 @@ The dialog only says what to use (`chosen`); the main window applies it.
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import threading
 import time
@@ -30,8 +33,22 @@ from . import style
 from .state import Settings
 
 _ORPHANS: list = []  # download threads still finishing after their dialog closed
+_VERIFY_IDS = itertools.count(1)
+SAFETY_NOTE = ("<b>Safety:</b> the MHR body rig (<code>assets/mhr_model.pt</code>) is TorchScript, which is "
+               "<b>code</b>, not just data: loading and running it can read and write files on this computer. "
+               "The app loads a rig only from a folder you chose or downloaded; use rigs only from "
+               f"<a href='{hub.MODEL_PAGE}'>{hub.MODEL_REPO}</a> or from someone you trust. (<code>model.ckpt</code> "
+               "is read without running any code from it.)")
 _URL = re.compile(r"(https://[^\s,;()]+[^\s,;().])")
 PROGRESS_INTERVAL_S = 0.1
+
+
+def _emit(signal, *args) -> None:
+    """Emit from a worker thread; the dialog (and the relay with it) may be gone by then."""
+    try:
+        signal.emit(*args)
+    except RuntimeError:  # the C++ object was deleted: nobody is listening any more
+        pass
 
 
 def linkify(text: str) -> str:
@@ -76,9 +93,18 @@ class DownloadWorker(QObject):
             self.failed.emit(f"{type(exc).__name__}: {exc}", False)
 
 
+class _VerifyRelay(QObject):
+    """Carries a verification's progress and result from the pool thread to the dialog (queued
+    signals: the worker never touches a widget)."""
+
+    progress = Signal(int, str)  # verification id, what it is doing
+    done = Signal(int, object, str)  # verification id, VerifyReport | None, error
+
+
 class ModelsDialog(QDialog):
     downloadFinished = Signal(object)  # hub.DownloadResult
     downloadFailed = Signal(str, bool)  # message, cancelled
+    verificationFinished = Signal(object)  # VerifyReport (None when verification itself failed)
     _session_token = ""  # a pasted token, kept in memory for this session only (never saved)
 
     COLUMNS = ("File", "Repository", "Status", "Size", "Where")
@@ -96,6 +122,12 @@ class ModelsDialog(QDialog):
         self._thread: Optional[QThread] = None
         self._worker: Optional[DownloadWorker] = None
         self._cancel: Optional[threading.Event] = None
+        self._verify_id = 0  # the running verification's id (0: none); older results are dropped
+        self._verify_cancel: Optional[threading.Event] = None
+        self._verify_then = None
+        self._relay = _VerifyRelay(self)
+        self._relay.progress.connect(self._on_verify_progress)
+        self._relay.done.connect(self._on_verified)
 
         intro = QLabel(
             "SAM 3D Body needs Meta's weights from "
@@ -107,6 +139,10 @@ class ModelsDialog(QDialog):
         intro.setWordWrap(True)
         intro.setOpenExternalLinks(True)
         intro.setTextFormat(Qt.TextFormat.RichText)
+        self.safety = QLabel(SAFETY_NOTE, self)
+        self.safety.setWordWrap(True)
+        self.safety.setOpenExternalLinks(True)
+        self.safety.setTextFormat(Qt.TextFormat.RichText)
 
         self.to_cache = QRadioButton(f"Hugging Face cache ({self.base.cache()})", self)
         self.to_folder = QRadioButton("Folder:", self)
@@ -171,6 +207,8 @@ class ModelsDialog(QDialog):
         self.demo_button.clicked.connect(self.use_demo)
         self.verify_button = QPushButton("&Verify", self)
         self.verify_button.clicked.connect(self.verify_current)
+        self.deep_check = QCheckBox("Deep check (reads every byte: SHA-256 against the Hub's, finite weights)", self)
+        self.deep_check.setToolTip("Slower: hashes every file (several GB) and reads every weight.")
         self.use_button = QPushButton("&Use this model", self)
         self.use_button.clicked.connect(self.use_current)
         self.close_button = QPushButton("Close", self)
@@ -195,11 +233,13 @@ class ModelsDialog(QDialog):
         row1.addWidget(self.demo_button)
         row2 = QHBoxLayout()
         row2.addWidget(self.verify_button)
+        row2.addWidget(self.deep_check)
         row2.addStretch(1)
         row2.addWidget(self.use_button)
         row2.addWidget(self.close_button)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
+        layout.addWidget(self.safety)
         layout.addLayout(dest)
         layout.addWidget(self.table, 1)
         layout.addLayout(token_row)
@@ -255,9 +295,9 @@ class ModelsDialog(QDialog):
             self.table.addTopLevelItem(item)
         kept = sum(partials.values())
         folder = self.resolution.folder if self.resolution else None
-        self.use_button.setEnabled(folder is not None and not self.downloading)
-        self.verify_button.setEnabled(folder is not None and not self.downloading)
-        if not self.downloading:
+        self.use_button.setEnabled(folder is not None and not self.busy)
+        self.verify_button.setEnabled(folder is not None and not self.busy)
+        if not self.busy:
             if folder is not None:
                 self._set_status(f"The model is installed; the app loads it from {folder}.", "ok")
             elif hub.is_offline():
@@ -268,7 +308,7 @@ class ModelsDialog(QDialog):
                                  "Download resumes it.", "info")
             else:
                 self._set_status("The model is not installed yet.", "info")
-        self.download_button.setEnabled(not self.downloading and not hub.is_offline())
+        self.download_button.setEnabled(not self.busy and not hub.is_offline())
 
     def rows(self) -> dict[str, tuple[str, str, str]]:
         """{filename: (status, size, where)}, for tests and accessibility checks."""
@@ -313,8 +353,16 @@ class ModelsDialog(QDialog):
     def downloading(self) -> bool:
         return self._thread is not None
 
+    @property
+    def verifying(self) -> bool:
+        return self._verify_id != 0
+
+    @property
+    def busy(self) -> bool:
+        return self.downloading or self.verifying
+
     def start_download(self) -> bool:
-        if self.downloading:
+        if self.busy:
             return False
         opts = self.options()
         if self.to_folder.isChecked() and opts.local_dir is None:
@@ -340,6 +388,11 @@ class ModelsDialog(QDialog):
         return True
 
     def cancel_download(self) -> None:
+        if self.verifying and self._verify_cancel is not None:
+            self._verify_cancel.set()
+            self.cancel_button.setEnabled(False)
+            self._set_status("Cancelling the verification…", "warning")
+            return
         if self._cancel is not None:
             self._cancel.set()
             self.cancel_button.setEnabled(False)
@@ -347,7 +400,7 @@ class ModelsDialog(QDialog):
 
     def _set_busy(self, busy: bool) -> None:
         for w in (self.download_button, self.folder_button, self.demo_button, self.verify_button, self.use_button,
-                  self.to_cache, self.to_folder, self.folder_edit, self.token, self.backbone):
+                  self.to_cache, self.to_folder, self.folder_edit, self.token, self.backbone, self.deep_check):
             w.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
@@ -402,37 +455,85 @@ class ModelsDialog(QDialog):
         self.downloadFailed.emit(message, cancelled)
 
     # --------------------------------------------------------------------- choosing ---
-    def verify_folder(self, folder: Path):
-        from PySide6.QtWidgets import QApplication
+    def verify_folder(self, folder: Path, then=None) -> bool:
+        """Verify `folder` on a pool thread (the rig is loaded and run once: only call this for a
+        folder the user chose); `then(report)` runs on the UI thread when it is done. False if
+        a download or another verification is running."""
+        if self.busy:
+            return False
+        from superqt.utils import create_worker
 
         from ..model.verify import verify_model_folder
 
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            report = verify_model_folder(Path(folder))
-        finally:
-            QApplication.restoreOverrideCursor()
+        vid = self._verify_id = next(_VERIFY_IDS)
+        cancel = self._verify_cancel = threading.Event()
+        self._verify_then = then
+        relay, deep, folder = self._relay, self.deep_check.isChecked(), Path(folder)
+
+        def say(text: str) -> None:
+            _emit(relay.progress, vid, text)
+
+        def run() -> None:
+            try:
+                report = verify_model_folder(folder, deep=deep, run_rig=True, cancel=cancel, progress=say)
+                _emit(relay.done, vid, report, "")
+            except Exception as exc:  # noqa: BLE001 - shown in the dialog, never a crash
+                _emit(relay.done, vid, None, f"verification failed: {type(exc).__name__}: {exc}")
+
+        self.report.clear()
+        self.progress.setRange(0, 0)  # busy indicator: the steps have no common unit
+        self.progress.setFormat("verifying…")
+        self._set_status(f"Verifying {folder}…")
+        self._set_busy(True)
+        self.cancel_button.setText("Cancel verification")
+        create_worker(run, _start_thread=True)
+        return True
+
+    def _on_verify_progress(self, vid: int, text: str) -> None:
+        if vid == self._verify_id:
+            self._set_status(f"Verifying: {text}…")
+
+    def _on_verified(self, vid: int, report, error: str) -> None:
+        if vid != self._verify_id:
+            return  # a verification the dialog gave up on (closed, cancelled)
+        then, self._verify_then = self._verify_then, None
+        self._verify_id, self._verify_cancel = 0, None
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("")
+        self._set_busy(False)
+        self.cancel_button.setText("Cancel download")
+        self.refresh()
         self.last_report = report
-        self.report.setPlainText(report.text())
-        return report
+        if report is None:
+            self._set_status(error, "error")
+        else:
+            self.report.setPlainText(report.text())
+            if then is not None:
+                then(report)
+        self.verificationFinished.emit(report)
 
     def verify_current(self) -> bool:
+        """Verify the installed model (Verify button); False if nothing is installed or busy."""
         if self.resolution is None or self.resolution.folder is None:
             return False
-        report = self.verify_folder(self.resolution.folder)
-        self._set_status("Verified: the model is usable." if report.ok else f"Not usable: {report.first_error()}",
-                         "ok" if report.ok else "error")
-        return report.ok
+
+        def show(report) -> None:
+            self._set_status("Verified: the model is usable." if report.ok else f"Not usable: {report.first_error()}",
+                             "ok" if report.ok else "error")
+        return self.verify_folder(self.resolution.folder, show)
 
     def use_folder(self, folder: Path) -> bool:
-        """Verify `folder`; use it if it passes, else show why not."""
-        report = self.verify_folder(folder)
-        if not report.ok:
-            self._set_status(f"This folder cannot be used: {report.first_error()}", "error")
-            return False
-        self.chosen = ("folder", Path(folder))
-        self.accept()
-        return True
+        """Verify `folder`, then use it if it passes, else show why not (when verification
+        finishes: see `verificationFinished`). False if it could not start."""
+        def decide(report) -> None:
+            if report.cancelled:
+                self._set_status("Verification cancelled: the folder was not used.", "warning")
+            elif not report.ok:
+                self._set_status(f"This folder cannot be used: {report.first_error()}", "error")
+            else:
+                self.chosen = ("folder", Path(folder))
+                self.accept()
+        return self.verify_folder(folder, decide)
 
     def use_current(self) -> bool:
         if self.resolution is None or self.resolution.folder is None:
@@ -452,7 +553,11 @@ class ModelsDialog(QDialog):
     # ------------------------------------------------------------------------ closing ---
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Cancel a running download and wait for its thread; False if it still runs (then it
-        is kept alive, unowned, until it ends: destroying a running QThread aborts)."""
+        is kept alive, unowned, until it ends: destroying a running QThread aborts). A running
+        verification is cancelled and its result dropped (its pool thread ends by itself)."""
+        if self._verify_cancel is not None:
+            self._verify_cancel.set()
+        self._verify_id, self._verify_cancel, self._verify_then = 0, None, None
         if self._thread is None:
             return True
         self._cancel.set()
