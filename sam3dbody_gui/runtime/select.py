@@ -1,6 +1,6 @@
 """Choosing and opening a backbone backend.
 
-auto: TensorRT when it is installed, a CUDA GPU exists and a backbone ONNX is known; otherwise
+auto: TensorRT when a supported version imports, a CUDA GPU exists and a backbone ONNX is known; otherwise
 on CUDA the fastest PyTorch path already in the cache (the compiled backbone if compiled before
 — fp8 on GPUs with FP8, else bf16 — otherwise eager bf16); otherwise eager fp32 on the CPU.
 The user can name any backend and precision instead.
@@ -8,7 +8,6 @@ The user can name any backend and precision instead.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,6 +25,7 @@ from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
+from .tensorrt_import import tensorrt_status
 
 # Where backbone exports are looked for, relative to the model folder, in order.
 ONNX_CANDIDATES = ("embedl_sam3dbody_int8.onnx", "exports/backbone.onnx")
@@ -58,7 +58,8 @@ class BackendPlan:
 
 
 def tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
+    """A supported TensorRT imports for real (find_spec would call a broken install available)."""
+    return tensorrt_status().usable
 
 
 def default_cache_dir() -> Path:
@@ -94,7 +95,7 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
         onnx = req.backbone_file or find_backbone_file(files, ONNX_CANDIDATES)
         if onnx is None:
             raise ModelFolderError(f"no backbone ONNX for TensorRT in {files.folder}; give its path")
-        return BackendPlan("tensorrt", "int8+fp16", onnx, "chosen")
+        return BackendPlan("tensorrt", "as built", onnx, "chosen")  # the engine's label says what was built
     if req.kind == "pt2":
         pt2 = req.backbone_file or find_backbone_file(files, PT2_CANDIDATES)
         if pt2 is None:
@@ -108,12 +109,17 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     # auto
     if device.type == "cuda":
         onnx = find_backbone_file(files, ONNX_CANDIDATES)
-        if tensorrt_available() and onnx is not None:
-            return BackendPlan("tensorrt", "int8+fp16", onnx, "auto: TensorRT installed and a backbone ONNX found")
+        trt_note = ""
+        if onnx is not None:
+            trt = tensorrt_status()
+            if trt.usable:
+                return BackendPlan("tensorrt", "as built", onnx, f"auto: {trt.reason} and a backbone ONNX found")
+            trt_note = f" ({trt.reason})"
         compiled_precision = _precision(req, device, compiled=True)
         if _compile_cache(req, device, arch, compiled_precision, crop_size).is_file():
-            return BackendPlan("compiled", compiled_precision, None, "auto: a compiled backbone is cached")
-        return BackendPlan("pytorch", precision, None, "auto: CUDA without TensorRT or a cached compiled backbone")
+            return BackendPlan("compiled", compiled_precision, None, f"auto: a compiled backbone is cached{trt_note}")
+        return BackendPlan("pytorch", precision, None,
+                           f"auto: CUDA without TensorRT or a cached compiled backbone{trt_note}")
     return BackendPlan("pytorch", "fp32", None, "auto: no CUDA GPU, CPU fp32")
 
 
