@@ -194,7 +194,8 @@ def test_infer_upright_frame(infer_run, photo, tiny_model_dir, tmp_path):
     up = load_mesh(path).vertices
     extent = up.max(0) - up.min(0)
     assert np.argmax(extent) == 1, f"y should be the tallest extent, got {extent}"
-    np.testing.assert_allclose((up.max(0) + up.min(0)) / 2, 0.0, atol=1e-5)
+    np.testing.assert_allclose(((up.max(0) + up.min(0)) / 2)[[0, 2]], 0.0, atol=1e-5)
+    np.testing.assert_allclose(up[:, 1].min(), 0.0, atol=1e-5)  # feet on the floor
     # It is the camera-frame mesh with y and z flipped, shifted.
     cam = load_mesh(infer_run[3]["mesh"]).vertices * np.array([1.0, -1.0, -1.0])
     np.testing.assert_allclose(up - up.mean(0), cam - cam.mean(0), atol=1e-5)
@@ -354,7 +355,7 @@ def no_inference(monkeypatch):
     monkeypatch.setattr(image_io, "load_image", forbidden)
 
 
-@pytest.mark.parametrize("flag,name", [("--out", "m.stl"), ("--overlay", "o.gif"), ("--json", "j.txt")])
+@pytest.mark.parametrize("flag,name", [("--out", "m.fbx"), ("--overlay", "o.gif"), ("--json", "j.txt")])
 def test_error_unsupported_output_extension_fails_fast(no_inference, tiny_model_dir, out_dir, photo, flag, name):
     start = time.perf_counter()
     rc, _, err = run_cli("infer", photo[0], "--bbox", *BOX, "--model", tiny_model_dir,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +74,10 @@ def test_obj_writes_every_vertex(tmp_path):
     assert sum(line.startswith("f ") for line in text.splitlines()) == len(faces)
 
 
-@pytest.mark.parametrize("name", ["m.stl", "m.off", "mesh"])
+@pytest.mark.parametrize("name", ["m.fbx", "m.off", "mesh"])
 def test_save_mesh_rejects_other_formats_and_writes_nothing(tmp_path, name):
     verts, faces = closed_mesh()
-    with pytest.raises(UserError, match="use .obj, .ply or .glb"):
+    with pytest.raises(UserError, match=r"use \.obj, \.ply, \.glb, \.stl"):
         save_mesh(tmp_path / name, verts, faces)
     assert list(tmp_path.iterdir()) == []
 
@@ -92,9 +94,10 @@ def test_mesh_in_frame():
     verts = verts.astype(np.float64)
     assert mesh_in_frame(verts, "camera") is verts
     up = mesh_in_frame(verts, "upright")
-    # Y up and Z towards the viewer: y and z flip, x stays; then centred on the bounding box.
+    # Y up and Z towards the viewer: y and z flip, x stays; centred in x and z, feet on y = 0.
     centre = (up.max(0) + up.min(0)) / 2
-    np.testing.assert_allclose(centre, 0.0, atol=1e-12)
+    np.testing.assert_allclose(centre[[0, 2]], 0.0, atol=1e-12)
+    np.testing.assert_allclose(up[:, 1].min(), 0.0, atol=1e-12)
     flipped = verts * np.array([1.0, -1.0, -1.0])
     np.testing.assert_allclose(up - up[0], flipped - flipped[0], atol=1e-12)
     # The top of the body in the photo (smallest camera y) is the top in the upright frame.
@@ -297,3 +300,76 @@ def test_pca_image_is_nearest_upscaled_patches():
     # Every 64x64 block is its patch's colour, exactly.
     np.testing.assert_array_equal(arr[::block, ::block], rgb)
     np.testing.assert_array_equal(arr, np.repeat(np.repeat(rgb, block, 0), block, 1))
+
+
+# ------------------------------------------------------------- permissions and symlinks
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored after)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+
+    def set_umask(value: int) -> None:
+        os.umask(value)
+
+    yield set_umask
+    os.umask(saved)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_new_file_gets_the_permissions_of_a_plain_write(tmp_path, umask, mask):
+    umask(mask)
+    (tmp_path / "plain.json").write_bytes(b"{}")  # what open(..., "w") gives under this umask
+    write_bytes_atomic(tmp_path / "atomic.json", b"{}")
+    save_mesh(tmp_path / "m.obj", *closed_mesh())
+    assert mode_of(tmp_path / "atomic.json") == mode_of(tmp_path / "plain.json") == 0o666 & ~mask
+    assert mode_of(tmp_path / "m.obj") == 0o666 & ~mask
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("kept", [0o600, 0o640, 0o664])
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask, kept):
+    umask(0o022)
+    dest = tmp_path / "params.json"
+    dest.write_text("old")
+    dest.chmod(kept)
+    write_bytes_atomic(dest, b"new")
+    assert dest.read_bytes() == b"new" and mode_of(dest) == kept
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_temporary_file_of_a_private_file_is_never_more_open_than_the_file(tmp_path, umask):
+    """While a 0600 file is being replaced, its new content must not be readable by others."""
+    umask(0o022)
+    dest = tmp_path / "secret.json"
+    dest.write_text("old")
+    dest.chmod(0o600)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+        assert mode_of(tmp) & 0o077 == 0
+    assert mode_of(dest) == 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks")
+def test_writing_to_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "body.obj"
+    target.write_text("old")
+    link = tmp_path / "latest.obj"
+    link.symlink_to(target)
+    save_mesh(link, *closed_mesh())
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith(("v ", "#")) and link.read_text() == target.read_text()
+    assert sorted(p.name for p in real.iterdir()) == ["body.obj"]  # no temporary left beside the target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.obj", "real"]
+
+    dangling = tmp_path / "next.json"
+    dangling.symlink_to(real / "new.json")  # a plain write creates the link's target
+    write_bytes_atomic(dangling, b"{}")
+    assert dangling.is_symlink() and (real / "new.json").read_bytes() == b"{}"

@@ -15,6 +15,20 @@ MODES = ("body", "full")
 HAND_CHECK_NAMES = ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")
 
 
+# What frame each array of params.json is in (issue 18: the mesh files already include cam_t).
+CAMERA_FRAME = "OpenCV camera frame of the photo (x right, y down, z forward), metres"
+JSON_FRAMES = {
+    "cam_t": f"the body's translation in the {CAMERA_FRAME}",
+    "keypoints_3d": f"{CAMERA_FRAME}, relative to the body: add cam_t to place them in the camera frame",
+    "joints": f"{CAMERA_FRAME}, relative to the body: add cam_t to place them in the camera frame",
+    "keypoints_2d": "photo pixels (x right, y down), the 3-D keypoints + cam_t projected with `intrinsics`",
+    "box_xyxy": "photo pixels",
+    "hand_boxes_crop_xywh": "(x, y, w, h) in the body crop's normalised coordinates",
+    "mesh_files": ("a mesh exported in the camera frame already includes cam_t (its vertices are in the "
+                   "camera frame); the upright frame is that mesh turned Y-up, centred in x and z, feet on y = 0"),
+}
+
+
 @dataclass
 class HandChecksPassed:
     """Per hand (left, right), whether each of full mode's acceptance checks passed (bool (2,))."""
@@ -54,7 +68,8 @@ class HandRefinement:
 @dataclass
 class MeshResult:
     """All arrays are numpy on the CPU. Geometry is in the OpenCV camera frame of the photo
-    (x right, y down, z forward), metres; a mesh point p is at `vertices[i] + cam_t`."""
+    (x right, y down, z forward), metres, relative to the body: a point of the camera frame is
+    `vertices[i] + cam_t` (`vertices_camera`); JSON_FRAMES says the same for params.json."""
 
     vertices: np.ndarray  # (V, 3) float32, relative to the camera translation
     faces: np.ndarray  # (F, 3) int64
@@ -106,7 +121,7 @@ class MeshResult:
             "backend": self.backend,
             "mode": self.mode,
             **({"hands": self.hands.to_json_dict()} if self.hands is not None else {}),
-            "frame": "OpenCV camera frame (x right, y down, z forward), metres; mesh point = vertex + cam_t",
+            "frames": JSON_FRAMES,
         }
 
 
