@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..model.config import DecoderConfig, ModelConfig, save_model_config
 from ..model.model_folder import CHECKPOINT_NAME, CONFIG_NAME, RIG_PATH
 from ..model.sam3d_body import SAM3DBody
-from .backbone_exports import export_backbone_onnx, export_backbone_pt2
+from .backbone_exports import export_backbone_onnx, export_backbone_pt2, onnx_export_problem
 from .mhr_standin import build_mhr_standin, save_mhr_standin
 from .random_weights import demo_camera_start, init_model_random_
 
@@ -96,18 +96,32 @@ def _check_destination(dest: Path) -> None:
         raise UserError(f"{dest} already exists and is not empty; choose a new folder (nothing was written)")
 
 
+def default_exports(progress: Callable[[str], None] = lambda msg: None) -> tuple[str, ...]:
+    """Every export this install can write: the ONNX one only with the `export` extra's packages."""
+    problem = onnx_export_problem()
+    if problem:
+        progress(f"skipping the ONNX backbone export ({problem})")
+        return tuple(kind for kind in EXPORT_KINDS if kind != "onnx")
+    return EXPORT_KINDS
+
+
 def make_synthetic_model(
     dest: Path,
     size: str = "tiny",
     seed: int = 0,
-    exports: tuple[str, ...] = EXPORT_KINDS,
+    exports: tuple[str, ...] | None = EXPORT_KINDS,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> Path:
+    """`exports`: which backbone exports to write; None: those this install can write."""
     dest = Path(dest).expanduser().resolve()
     _check_destination(dest)
+    if exports is None:
+        exports = default_exports(progress)
     unknown = set(exports) - set(EXPORT_KINDS)
     if unknown:
         raise UserError(f"unknown export kind(s) {sorted(unknown)}: choose from {', '.join(EXPORT_KINDS)}")
+    if "onnx" in exports and onnx_export_problem():  # say so before minutes of work, not after
+        raise UserError(f"cannot write the ONNX export: {onnx_export_problem()} (or --exports pt2)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
