@@ -11,6 +11,7 @@ refinement: hand crops, two more backbone runs, hand decoder, body re-run) and a
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import time
@@ -225,8 +226,12 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
         lines.append(f"{'configuration':22s} {'mean ms':>9s} {'p95 ms':>9s} {'qps':>8s} {'size MiB':>9s} "
                      f"{'vs fp32':>8s} {'peak GiB':>9s}")
         for r in backbone:
+            peak = f"{r.peak_gpu_gib:9.2f}" if math.isfinite(r.peak_gpu_gib) else f"{'–':>9s}"
+            speedup = f"{r.speedup_vs_fp32:7.2f}×" if math.isfinite(r.speedup_vs_fp32) else f"{'–':>8s}"
             lines.append(f"{r.config:22s} {r.mean_ms:9.2f} {r.p95_ms:9.2f} {r.qps:8.1f} {r.artefact_mib:9.0f} "
-                         f"{r.speedup_vs_fp32:7.2f}× {r.peak_gpu_gib:9.2f}")
+                         f"{speedup} {peak}")
+        if any(not math.isfinite(r.peak_gpu_gib) for r in backbone):
+            lines.append("peak GiB: – = not measured (peak memory is read from the GPU allocator; a CPU run has none)")
     if e2e:
         stages = [s for s in e2e[0].stages_median_ms if s != "total"]
         for r in e2e[1:]:  # full-mode rows add the hand stages
@@ -259,6 +264,12 @@ def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, 
         from .export.atomic import write_bytes_atomic
 
         payload = {"machine": machine, "images": [i.name for i in benchmark_images()],
-                   "backbone": [asdict(r) for r in backbone_rows], "end_to_end": [asdict(r) for r in e2e_rows]}
-        write_bytes_atomic(json_path, json.dumps(payload, indent=1).encode())
+                   "backbone": [_finite_or_none(asdict(r)) for r in backbone_rows],
+                   "end_to_end": [_finite_or_none(asdict(r)) for r in e2e_rows]}
+        write_bytes_atomic(json_path, json.dumps(payload, indent=1, allow_nan=False).encode())
     return text
+
+
+def _finite_or_none(row: dict) -> dict:
+    """Not-measured figures (NaN) as JSON null: NaN is not JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

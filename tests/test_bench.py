@@ -19,6 +19,9 @@ def test_bench_prints_one_table_and_writes_the_same_figures(tiny_model_dir, tmp_
     rows = {r["config"]: r for r in data["backbone"]}
     assert set(rows) == {"pytorch:fp32", "pt2"}
     assert rows["pytorch:fp32"]["speedup_vs_fp32"] == 1.0
+    # No GPU allocator on the CPU: the peak is not measured, shown as "–" and said why, null in JSON.
+    assert "nan" not in text.lower() and all(r["peak_gpu_gib"] is None for r in rows.values())
+    assert "– = not measured" in text
     for r in rows.values():
         assert r["mean_ms"] > 0 and r["qps"] > 0 and r["artefact_mib"] > 0
         assert f"{r['config']:22s} {r['mean_ms']:9.2f}" in text  # the table shows the JSON's numbers
