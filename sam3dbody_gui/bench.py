@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .benchmark_images import benchmark_images
+from .pipeline.benchmark_images import benchmark_images
+from .pipeline.calibration import calibration_for
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
 from .pipeline.pipeline import Pipeline, gpu_stages
@@ -135,7 +136,7 @@ class Bench:
                 encoder = type(self.encoder_fp32)(self.encoder_fp32.arch).to(self.device)
                 encoder.load_state_dict(self.encoder_fp32.state_dict())
             self.backends[spec] = open_backend(plan, req, self.files, self.device, self.config, encoder,
-                                               self.progress)
+                                               self.progress, calibration=calibration_for(self.config, self.device))
         return self.backends[spec]
 
     @torch.inference_mode()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .bench import Bench, machine_description
-from .benchmark_images import benchmark_images
+from .pipeline.benchmark_images import benchmark_images
 
 FIDELITY_GOAL_MEAN_MM, FIDELITY_GOAL_MAX_MM = 5.0, 30.0
 

@@ -16,7 +16,8 @@ import torch
 
 from sam3dbody_gui.model import full_mode
 from sam3dbody_gui.model.crop_camera import CropCamera
-from sam3dbody_gui.model.full_mode import HandChecks, decode_hands, hand_crop_geometry, mirror_box_x, refine_body
+from sam3dbody_gui.model.full_mode import HandChecks, decode_hands, refine_body
+from sam3dbody_gui.pipeline.hand_crops import hand_crop_geometry, mirror_box_x
 from sam3dbody_gui.synthetic.fingerprint import fingerprint_differences, state_fingerprint
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -165,7 +165,7 @@ def test_fp8_calibration_fixes_one_scale_per_layer_close_to_per_token_scaling(ti
     import copy
 
     from sam3dbody_gui.runtime.fp8 import Fp8Linear, calibrate_fp8_, quantize_backbone_fp8
-    from sam3dbody_gui.runtime.select import calibration_crops
+    from sam3dbody_gui.pipeline.calibration import calibration_crops
 
     encoder = quantize_backbone_fp8(copy.deepcopy(tiny_loaded.model.backbone.encoder))
     crop = next(iter(calibration_crops(tiny_loaded.config, torch.device("cpu"))))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, first_line
 
 # The globals a tensor checkpoint legitimately needs: exactly those torch's own weights-only
 # loader allows (tensor/storage rebuilders, dtypes, OrderedDict, ...). Trusting whole modules
@@ -81,7 +81,8 @@ class CheckpointContents:
 
 
 def read_checkpoint(path: Path) -> CheckpointContents:
-    from .file_checks import describe_os_error, file_problem
+    from ..errors import describe_os_error
+    from .file_checks import file_problem
 
     path = Path(path)
     problem = file_problem(path)
@@ -108,7 +109,7 @@ def read_checkpoint(path: Path) -> CheckpointContents:
         except Exception as exc:  # noqa: BLE001 - any decode failure is a corrupt file for the user
             raise ModelFolderError(f"{path} could not be read ({type(exc).__name__}: {exc})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFolderError(f"{path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+        raise ModelFolderError(f"{path} is corrupt or truncated ({first_line(exc)})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFolderError(f"{path} holds no state dict of tensors: not a SAM 3D Body checkpoint")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, first_line
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,7 @@ MAX_CONFIG_BYTES = 1 << 20  # the released file is ~2 kB; more is not a config (
 
 
 def load_model_config(path: Path) -> ModelConfig:
-    from .file_checks import describe_os_error
+    from ..errors import describe_os_error
 
     path = Path(path)
     try:
@@ -340,7 +340,7 @@ def load_model_config(path: Path) -> ModelConfig:
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ModelFolderError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ModelFolderError(f"{path} is not valid YAML: {first_line(exc)}") from None
     except RecursionError:
         raise ModelFolderError(f"{path} is not valid YAML: nested too deeply") from None
     if not isinstance(tree, dict):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, describe_os_error
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -36,22 +36,6 @@ _FILE_OPS = re.compile(r"\b(?:torch\.|aten::|ops\.aten\.)(from_file|save|load)\b
 
 class Cancelled(Exception):
     """The caller's cancel event was set."""
-
-
-def describe_os_error(exc: OSError) -> str:
-    """The cause in words a user can act on (not 'not a zip archive' for 'permission denied')."""
-    code = exc.errno
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if code == errno.ELOOP:
-        return "symlink loop (too many levels of symbolic links)"
-    if code == errno.EISDIR:
-        return "is a folder, not a file"
-    if code == errno.ENOENT:
-        return "not found"
-    if code == errno.EIO:
-        return "input/output error (a failing disk or an unreachable network drive?)"
-    return exc.strerror or str(exc)
 
 
 def file_problem(path: Path) -> Optional[str]:

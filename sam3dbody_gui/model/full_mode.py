@@ -4,7 +4,7 @@
        box per hand in the body crop (`hand_boxes_xyxy`);
     2. hand crops: the right hand as it is, the left hand in the mirrored photo (the hand
        decoder only knows right hands), each padded 0.9 and squared like a person box
-       (`hand_crop_geometry`), through the same backbone (the caller's: any runtime backend);
+       (pipeline/hand_crops.py), through the same backbone (the caller's: any runtime backend);
     3. hand pass: both crops in one hand-decoder pass (`decode_hands`: the `*_hand` twins, whose
        MHR head poses a wrist-centred right hand); the left result is mirrored back;
     4. checks per hand (`HandChecks`): the hand's wrist rotation agrees with the body's, the crop
@@ -40,8 +40,6 @@ from .rotations import intrinsic_xzy_from_rotmat, rotation_angle_between, rotmat
 from .sam3d_body import SAM3DBody
 
 LEFT, RIGHT = 0, 1  # hand order everywhere here (upstream's `hand_box` order)
-HAND_PADDING = 0.9  # hand crop = box × 0.9, widened to 3:4 then squared (upstream's transform_hand)
-PERSON_ASPECT_RATIO = 0.75
 
 # MHR70 keypoints.
 RIGHT_WRIST_KP, LEFT_WRIST_KP = 41, 62
@@ -82,35 +80,6 @@ def hand_boxes_xyxy(hand_box: torch.Tensor, cam: CropCamera) -> torch.Tensor:
     centre = (box[..., :2] - cam.affine[:, None, :, 2].float()) / scale[..., None]
     half = (box[..., 2:].amax(dim=-1) / scale / 2)[..., None]
     return torch.cat([centre - half, centre + half], dim=-1)
-
-
-def mirror_box_x(box_xyxy: np.ndarray, width: int) -> np.ndarray:
-    """A box in the photo → the same region in the photo mirrored left-right (pixel centres at
-    integers: x → width - 1 - x)."""
-    box = np.asarray(box_xyxy, dtype=np.float32)
-    out = box.copy()
-    out[..., 0] = width - box[..., 2] - 1
-    out[..., 2] = width - box[..., 0] - 1
-    return out
-
-
-def hand_crop_geometry(box_xyxy: np.ndarray, image_hw: tuple[int, int], crop_size: int):
-    """Crop geometry of a hand box, in float32 like upstream (its hand boxes are float32 arrays
-    and its transform keeps their dtype; the body box path is float64). Not validated: a hand box
-    partly or wholly outside the photo just gives black crop pixels."""
-    from ..pipeline.preprocess import CropGeometry, _crop_affine
-
-    x1, y1, x2, y2 = np.asarray(box_xyxy, dtype=np.float32).reshape(4)
-    centre = np.array([x1 + x2, y1 + y2], dtype=np.float32) * np.float32(0.5)
-    scale = np.array([x2 - x1, y2 - y1], dtype=np.float32) * np.float32(HAND_PADDING)
-    for aspect in (np.float32(PERSON_ASPECT_RATIO), np.float32(1.0)):  # person prior, then square
-        w, h = scale
-        scale = np.array([w, w / aspect] if w > h * aspect else [h * aspect, h], dtype=np.float32)
-    return CropGeometry(
-        bbox_xyxy=np.array([x1, y1, x2, y2], dtype=np.float64), center=centre.astype(np.float64),
-        scale=scale.astype(np.float64), affine=_crop_affine(centre, scale, crop_size),
-        crop_size=int(crop_size), image_hw=(int(image_hw[0]), int(image_hw[1])),
-    )
 
 
 # ------------------------------------------------------------------------------- hand pass --

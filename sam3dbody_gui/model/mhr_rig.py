@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, first_line
 from .mhr_head import NUM_FACE, NUM_JOINTS, NUM_SHAPE
 
 NUM_MODEL_PARAMS = 204
@@ -44,7 +44,7 @@ def load_mhr_rig(path: Path, device: torch.device | str) -> torch.jit.ScriptModu
     try:
         rig = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # noqa: BLE001 - TorchScript raises several types for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelFolderError(f"{path} is not a loadable TorchScript MHR rig ({first})") from None
     rig.eval()
     for p in rig.parameters():
@@ -63,7 +63,7 @@ def check_mhr_rig(rig: torch.nn.Module, num_vertices: int, device: torch.device 
                 torch.zeros(1, NUM_FACE, device=dev),
             )
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelFolderError(f"the MHR rig does not accept (shape, model_params, expr): {first}") from None
     if not isinstance(verts, torch.Tensor) or not isinstance(skeleton, torch.Tensor):
         raise ModelFolderError("the MHR rig does not return (vertices, skeleton) tensors")

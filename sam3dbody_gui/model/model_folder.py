@@ -30,6 +30,15 @@ CHECKPOINT_NAME = "model.ckpt"
 CONFIG_NAME = "model_config.yaml"
 RIG_PATH = Path("assets") / "mhr_model.pt"
 BACKBONE_PREFIX = "backbone.encoder."
+# Backbone exports a folder may hold, first found wins: the published ones, then make-synthetic's.
+ONNX_CANDIDATES = ("embedl_sam3dbody_int8.onnx", "exports/backbone.onnx")
+PT2_CANDIDATES = ("embedl_sam3dbody_int8.pt2", "exports/backbone.pt2")
+# make-synthetic leaves this file in every folder it writes: the weights are random.
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
+def is_synthetic(folder: Path) -> bool:
+    return (Path(folder) / SYNTHETIC_MARKER).is_file()
 
 
 @dataclass
@@ -74,7 +83,8 @@ class LoadedModel:
 def find_model_files(folder: Path) -> ModelFiles:
     """The three required files, each readable; otherwise one message naming every problem
     with its real cause (missing, a broken link, a symlink loop, permission denied, ...)."""
-    from .file_checks import describe_os_error, file_problem
+    from ..errors import describe_os_error
+    from .file_checks import file_problem
 
     folder = Path(folder).expanduser()
     try:
@@ -250,3 +260,11 @@ def load_model_folder(
     check_mhr_rig(model.mhr, num_vertices, device)
     model.eval()
     return LoadedModel(model, config, files, report, device)
+
+
+def find_backbone_file(files: ModelFiles, candidates: tuple[str, ...]) -> Path | None:
+    """The first of `candidates` (paths relative to the model folder) that is a file, or None."""
+    for name in candidates:
+        if (files.folder / name).is_file():
+            return files.folder / name
+    return None

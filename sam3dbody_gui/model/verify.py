@@ -67,7 +67,7 @@ class VerifyReport:
 
 
 def _size(path: Path) -> str:
-    from ..hub import format_size
+    from ..units import format_size
 
     try:
         return format_size(path.stat().st_size)
@@ -158,7 +158,7 @@ def _verify(report: VerifyReport, deep: bool, run_rig: bool, cancel, say: Callab
     _check_exports(report, files)
     if deep:
         _check_hashes(report, files, {files.mhr_rig: rig_digest}, cancel, say)
-    from ..synthetic.make import is_synthetic
+    from .model_folder import is_synthetic
 
     if is_synthetic(folder):
         report.add("weights", WARNING, "a synthetic demo model: its weights are random")
@@ -191,7 +191,7 @@ def _hash(path: Path, cancel, say) -> str:
 
 
 def _format(n: int) -> str:
-    from ..hub import format_size
+    from ..units import format_size
 
     return format_size(n)
 
@@ -255,7 +255,7 @@ def _check_rig(report: VerifyReport, files, num_vertices, run_rig: bool, cancel,
 
 def _check_hashes(report: VerifyReport, files, known: dict, cancel, say) -> None:
     """Deep only: every file's SHA-256, against the Hub's where huggingface_hub recorded it."""
-    from ..runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
+    from .model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
     from .file_checks import hub_record, matches_record
 
     paths = [files.checkpoint, files.config, files.mhr_rig]
@@ -271,7 +271,7 @@ def _check_hashes(report: VerifyReport, files, known: dict, cancel, say) -> None
         try:
             digest = known.get(path) or _hash(path, cancel, say)
         except OSError as exc:
-            from .file_checks import describe_os_error
+            from ..errors import describe_os_error
 
             report.add(name, ERROR, f"cannot be read: {describe_os_error(exc)}")
             continue
@@ -286,7 +286,7 @@ def _check_hashes(report: VerifyReport, files, known: dict, cancel, say) -> None
 
 
 def _check_exports(report: VerifyReport, files) -> None:
-    from ..runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
+    from .model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
     from .file_checks import file_problem
 
     onnx = find_backbone_file(files, ONNX_CANDIDATES)

@@ -196,7 +196,8 @@ class Pipeline:
     def _refine_hands(self, image: np.ndarray, k: np.ndarray, features: torch.Tensor, cam: CropCamera,
                       body: dict, checks: HandChecks | None, stages: dict[str, float]):
         """Full mode after the body pass: hand crops → backbone → hand decoder → body re-run."""
-        from ..model.full_mode import LEFT, RIGHT, hand_boxes_xyxy, hand_crop_geometry, mirror_box_x, refine_body
+        from ..model.full_mode import LEFT, RIGHT, hand_boxes_xyxy, refine_body
+        from .hand_crops import hand_crop_geometry, mirror_box_x
 
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
@@ -250,6 +251,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
     from ..runtime.select import BackendRequest, open_backend, plan_backend
+    from .calibration import calibration_for
 
     dev = resolve_device(device)
     files = find_model_files(model_dir)
@@ -266,7 +268,8 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
-    backbone = open_backend(plan, request, files, dev, config, encoder, progress)
+    backbone = open_backend(plan, request, files, dev, config, encoder, progress,
+                            calibration=calibration_for(config, dev))
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
     return Pipeline(loaded, backbone, decoder, hand_decoder, cropper)
 

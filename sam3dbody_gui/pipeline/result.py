@@ -23,7 +23,7 @@ JSON_FRAMES = {
     "joints": f"{CAMERA_FRAME}, relative to the body: add cam_t to place them in the camera frame",
     "keypoints_2d": "photo pixels (x right, y down), the 3-D keypoints + cam_t projected with `intrinsics`",
     "box_xyxy": "photo pixels",
-    "hand_boxes_crop_xywh": "(x, y, w, h) in the body crop's normalised coordinates",
+    "hand_boxes_crop_xywh": "(centre x, centre y, width, height) as fractions of the body crop's side",
     "mesh_files": ("a mesh exported in the camera frame already includes cam_t (its vertices are in the "
                    "camera frame); the upright frame is that mesh turned Y-up, centred in x and z, feet on y = 0"),
 }

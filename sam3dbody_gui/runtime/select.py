@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable
 
 import torch
 
+from ..app_paths import cache_dir
 from ..device import resolve_dtype
 from ..errors import DeviceError, ModelFolderError, UserError
 from ..model.backbone import DinoV3Backbone
 from ..model.config import ModelConfig
-from ..model.model_folder import ModelFiles
+from ..model.model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, ModelFiles, find_backbone_file  # noqa: F401
 from .base import BackboneBackend
 from .choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
@@ -28,8 +29,6 @@ from .pytorch_backend import PyTorchBackbone
 from .tensorrt_import import tensorrt_status
 
 # Where backbone exports are looked for, relative to the model folder, in order.
-ONNX_CANDIDATES = ("embedl_sam3dbody_int8.onnx", "exports/backbone.onnx")
-PT2_CANDIDATES = ("embedl_sam3dbody_int8.pt2", "exports/backbone.pt2")
 
 Progress = Callable[[str], None]
 
@@ -63,16 +62,7 @@ def tensorrt_available() -> bool:
 
 
 def default_cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("sam3dbody-gui")) / "compiled"
-
-
-def find_backbone_file(files: ModelFiles, candidates: tuple[str, ...]) -> Path | None:
-    for name in candidates:
-        if (files.folder / name).is_file():
-            return files.folder / name
-    return None
+    return cache_dir("compiled")
 
 
 def _precision(req: BackendRequest, device: torch.device, compiled: bool = False) -> str:
@@ -128,32 +118,30 @@ def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precisi
                               CompileOptions(req.max_autotune))
 
 
-def calibration_crops(config: ModelConfig, device: torch.device) -> Iterator[torch.Tensor]:
-    """The calibration images as normalised backbone crops (see benchmark_images.py)."""
-    from ..benchmark_images import calibration_images
-    from ..pipeline.preprocess import crop_geometry, normalize_crop, warp_crop
-
-    for item in calibration_images():
-        geom = crop_geometry(item.box, item.image.shape[:2], crop_size=config.crop_size)
-        yield normalize_crop(warp_crop(item.image, geom), config.image_mean, config.image_std).to(device)
+# Crops to measure FP8 activation scales on, made by the caller (the pipeline knows photos and
+# preprocessing; this layer does not).
+CalibrationCrops = Callable[[], Iterable[torch.Tensor]]
 
 
 def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.device,
-                    config: ModelConfig) -> tuple[torch.nn.Module, torch.dtype]:
+                    calibration: CalibrationCrops | None = None) -> tuple[torch.nn.Module, torch.dtype]:
     """Our backbone in the requested precision, and the dtype its input must have."""
     if precision == "fp8":
         if not fp8_supported(device):
             raise DeviceError("fp8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper)")
+        if calibration is None:
+            raise ValueError("an fp8 backbone needs calibration crops")
         quantized = quantize_backbone_fp8(encoder)
         with torch.inference_mode():
-            calibrate_fp8_(quantized, calibration_crops(config, device))
+            calibrate_fp8_(quantized, calibration())
         return quantized, torch.bfloat16
     dtype = resolve_dtype(precision)
     return encoder.to(dtype), dtype
 
 
 def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device,
-                 config: ModelConfig, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None) -> BackboneBackend:
+                 config: ModelConfig, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None,
+                 calibration: CalibrationCrops | None = None) -> BackboneBackend:
     """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one."""
     arch, crop_size = config.backbone_type, config.crop_size
     if plan.kind == "tensorrt":
@@ -172,7 +160,7 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
     if plan.precision == "fp8":
         progress("calibrating FP8 activation scales")
-    prepared, dtype = prepare_encoder(encoder, plan.precision, device, config)
+    prepared, dtype = prepare_encoder(encoder, plan.precision, device, calibration)
     if plan.kind == "compiled":
         cache = _compile_cache(req, device, arch, plan.precision, crop_size)
         return CompiledBackbone(prepared, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress,

@@ -23,13 +23,13 @@ import torch
 
 from ..errors import UserError
 from ..model.config import DecoderConfig, ModelConfig, save_model_config
-from ..model.model_folder import CHECKPOINT_NAME, CONFIG_NAME, RIG_PATH
+from ..model.model_folder import CHECKPOINT_NAME, CONFIG_NAME, RIG_PATH, SYNTHETIC_MARKER, is_synthetic  # noqa: F401
 from ..model.sam3d_body import SAM3DBody
 from .backbone_exports import export_backbone_onnx, export_backbone_pt2, onnx_export_problem
 from .mhr_standin import build_mhr_standin, save_mhr_standin
 from .random_weights import demo_camera_start, init_model_random_
 
-MARKER_NAME = "SYNTHETIC.txt"
+MARKER_NAME = SYNTHETIC_MARKER
 EXPORTS_DIR = "exports"
 ONNX_NAME = "backbone.onnx"
 PT2_NAME = "backbone.pt2"
@@ -165,7 +165,3 @@ def state_checksum(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(key.encode())
         digest.update(tensors[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def is_synthetic(folder: Path) -> bool:
-    return (Path(folder) / MARKER_NAME).is_file()

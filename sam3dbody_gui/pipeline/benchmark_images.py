@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cli import SAMPLE_BOX, sample_image_path
-from .pipeline.image_io import load_image
+from ..bundled import SAMPLE_BOX, sample_image_path
+from .image_io import load_image
 
 
 @dataclass(frozen=True)
