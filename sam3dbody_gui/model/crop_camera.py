@@ -32,6 +32,19 @@ class CropCamera:
             start += t.numel()
         return CropCamera(crop_size=self.crop_size, **moved)
 
+    def rows(self, index: torch.Tensor | list[int] | slice) -> "CropCamera":
+        """The cameras of some crops (e.g. one person of a batch, or both hands of one)."""
+        return CropCamera(crop_size=self.crop_size, **{
+            f.name: getattr(self, f.name)[index] for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    @staticmethod
+    def stack(cameras: "list[CropCamera]") -> "CropCamera":
+        """One batch from several (all of the same crop size)."""
+        first = cameras[0]
+        return CropCamera(crop_size=first.crop_size, **{
+            f.name: torch.cat([getattr(c, f.name) for c in cameras])
+            for f in fields(first) if isinstance(getattr(first, f.name), torch.Tensor)})
+
     def full_to_crop_normalized(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 2) full-image px → crop coordinates in [-0.5, 0.5]."""
         crop = points @ self.affine[:, :, :2].transpose(1, 2) + self.affine[:, None, :, 2]

@@ -54,8 +54,9 @@ def _hand_refinement(host: dict[str, np.ndarray], boxes: dict[str, np.ndarray]) 
 class Pipeline:
     def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None,
                  hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None,
-                 cropper: DeviceCropper | None = None) -> None:
-        """`cropper`: how crops are made on a GPU (default: the eager device crop)."""
+                 cropper: DeviceCropper | None = None, batch_decoder: BodyDecoder | None = None) -> None:
+        """`cropper`: how crops are made on a GPU (default: the eager device crop).
+        `batch_decoder`: the body pass for several people (default: the eager one)."""
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
@@ -71,6 +72,8 @@ class Pipeline:
         if cropper is None and self.device.type == "cuda":  # crops made on the GPU from a photo uploaded once
             cropper = DeviceCropper(self.device, self.config.image_mean, self.config.image_std)
         self.cropper = cropper
+        # Several people on a GPU: the body pass captured per batch size (see gpu_stages).
+        self.batch_decoder: BodyDecoder | None = batch_decoder
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
 
     @property
@@ -114,6 +117,22 @@ class Pipeline:
         if self.cropper is not None:
             self.cropper.forget()
 
+    def _backbone(self, crops: torch.Tensor) -> torch.Tensor:
+        """Features of (n, 3, S, S) crops: one batch where the backend takes batches, else one
+        crop at a time (copied: a backend may reuse its output buffer)."""
+        if crops.shape[0] == 1 or getattr(self.backbone, "batched", False):
+            return self.backbone(crops)
+        return torch.cat([self.backbone(crop[None]).clone() for crop in crops])
+
+    def _decode(self, features: torch.Tensor, cam: CropCamera) -> dict:
+        """The body pass for a batch: the fast decoder for one person; for several, the batched
+        one when there is (CUDA graphs per batch size), else the eager pass on the whole batch."""
+        if features.shape[0] == 1:
+            return self.decoder(features, cam)
+        if self.batch_decoder is not None:
+            return self.batch_decoder(features, cam)
+        return self.model.decode_body(features, cam)
+
     @torch.inference_mode()
     def run(
         self,
@@ -123,31 +142,48 @@ class Pipeline:
         mode: str = "body",
         hand_checks: HandChecks | None = None,
     ) -> MeshResult:
-        """`image`: (H, W, 3) uint8 RGB (treated as read-only). `box_xyxy`: None = whole image.
-        `intrinsics`: 3×3 or None for upstream's default (focal = image diagonal, centred).
-        `mode`: "body" (one backbone + one decoder pass) or "full" (+ hand refinement: two more
-        backbone runs, a hand-decoder pass and a prompted body re-run); `hand_checks`: full
-        mode's acceptance thresholds (default: upstream's)."""
+        """One person: `run_people` with one box (None = the whole image)."""
+        return self.run_people(image, [box_xyxy], intrinsics, mode, hand_checks)[0]
+
+    @torch.inference_mode()
+    def run_people(
+        self,
+        image: np.ndarray,
+        boxes_xyxy: Sequence[Sequence[float] | None],
+        intrinsics: np.ndarray | None = None,
+        mode: str = "body",
+        hand_checks: HandChecks | None = None,
+    ) -> list[MeshResult]:
+        """Every person of a photo in one batch. `image`: (H, W, 3) uint8 RGB (read-only).
+        `boxes_xyxy`: one box per person (None = the whole image). `intrinsics`: 3×3 or None for
+        upstream's default (focal = image diagonal, centred). `mode`: "body" (one backbone + one
+        decoder pass) or "full" (+ hand refinement: every hand of every person through the
+        backbone and the hand decoder as one batch, then each person's prompted body re-run);
+        `hand_checks`: full mode's acceptance thresholds (default: upstream's).
+        Each person gets what a run on that person alone gives; `timings_ms` are the photo's."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if len(boxes_xyxy) == 0:
+            return []
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
-        geom = crop_geometry(box_xyxy, image_hw, crop_size=self.config.crop_size)
+        geoms = [crop_geometry(box, image_hw, crop_size=self.config.crop_size) for box in boxes_xyxy]
+        n = len(geoms)
         k = default_intrinsics(image_hw) if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        crop = self._crop(image, geom)
+        crops = torch.cat([self._crop(image, geom) for geom in geoms])
         cam = CropCamera(
-            box_center=torch.from_numpy(geom.center)[None],
-            box_size=torch.tensor([geom.scale[0]]),
-            affine=torch.from_numpy(geom.affine)[None],
-            intrinsics=torch.from_numpy(k)[None],
-            crop_size=geom.crop_size,
+            box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
+            box_size=torch.tensor([float(g.scale[0]) for g in geoms]),
+            affine=torch.from_numpy(np.stack([g.affine for g in geoms])),
+            intrinsics=torch.from_numpy(np.stack([k] * n)),
+            crop_size=geoms[0].crop_size,
         ).to(self.device)
         self._sync()
         t1 = time.perf_counter()
-        features = self.backbone(crop)
+        features = self._backbone(crops)
         self._sync()
         t2 = time.perf_counter()
-        out = self.decoder(features, cam)
+        out = self._decode(features, cam)
         hand_stages: dict[str, float] = {}
         hands = None
         host_keys = HOST_KEYS
@@ -157,83 +193,100 @@ class Pipeline:
             hand_stages["decoder+MHR"] = (time.perf_counter() - t2) * 1e3
             out, hands, hand_stages = self._refine_hands(image, k, features, cam, out, hand_checks, hand_stages)
             host_keys = HOST_KEYS + HAND_HOST_KEYS
-        host = self._to_host([out[key][0] for key in host_keys] + [features[0]])
-        feature_map = host.pop()
+        host = self._to_host([out[key] for key in host_keys] + [features])
+        feature_maps = host.pop()
         host = dict(zip(host_keys, host))
-        if hands is not None:
-            hands = _hand_refinement(host, hands)
         t3 = time.perf_counter()
-        result = MeshResult(
-            vertices=host["pred_vertices"],
-            faces=self.faces,
-            keypoints_2d=host["pred_keypoints_2d"],
-            keypoints_3d=host["pred_keypoints_3d"],
-            joints=host["pred_joint_coords"],
-            cam_t=host["pred_cam_t"],
-            focal_length=float(k[0, 0]),
-            intrinsics=k,
-            image_hw=image_hw,
-            crop=geom,
-            params={key: host[key] for key in PARAM_KEYS},
-            features=feature_map,
-            hand_boxes=host["hand_box"],
-            backend=self.backbone.info.label(),
-            mode=mode,
-            hands=hands,
-        )
+        results = []
+        for i, geom in enumerate(geoms):
+            mine = {key: value[i] for key, value in host.items()}
+            results.append(MeshResult(
+                vertices=mine["pred_vertices"],
+                faces=self.faces,
+                keypoints_2d=mine["pred_keypoints_2d"],
+                keypoints_3d=mine["pred_keypoints_3d"],
+                joints=mine["pred_joint_coords"],
+                cam_t=mine["pred_cam_t"],
+                focal_length=float(k[0, 0]),
+                intrinsics=k,
+                image_hw=image_hw,
+                crop=geom,
+                params={key: mine[key] for key in PARAM_KEYS},
+                features=feature_maps[i],
+                hand_boxes=mine["hand_box"],
+                backend=self.backbone.info.label(),
+                mode=mode,
+                hands=None if hands is None else _hand_refinement(mine, hands[i]),
+            ))
         t4 = time.perf_counter()
-        result.timings_ms = {
+        timings = {
             "preprocess": (t1 - t0) * 1e3,
             "backbone": (t2 - t1) * 1e3,
             "decoder+MHR": (t3 - t2) * 1e3,
         }
         if hand_stages:  # the body pass ended earlier; the last host copy counts as the re-run's
             hand_stages["body re-run"] += (t3 - t2) * 1e3 - sum(hand_stages.values())
-            result.timings_ms.update(hand_stages)
-        result.timings_ms["total"] = (t4 - t0) * 1e3
-        return result
+            timings.update(hand_stages)
+        timings["total"] = (t4 - t0) * 1e3
+        for result in results:
+            result.timings_ms = dict(timings)
+        return results
 
     def _refine_hands(self, image: np.ndarray, k: np.ndarray, features: torch.Tensor, cam: CropCamera,
                       body: dict, checks: HandChecks | None, stages: dict[str, float]):
-        """Full mode after the body pass: hand crops → backbone → hand decoder → body re-run."""
+        """Full mode after the body pass: hand crops → backbone → hand decoder (every hand of
+        every person in one batch: rows [0, n) left hands, [n, 2n) right) → each person's body
+        re-run (one at a time: the re-run drops prompts that fall off the crop, which a batch
+        could only mark invalid, and a person's result must not depend on who else is there)."""
         from ..model.full_mode import LEFT, RIGHT, hand_boxes_xyxy, refine_body
         from .hand_crops import hand_crop_geometry, mirror_box_x
 
         t0 = time.perf_counter()
         image_hw = (int(image.shape[0]), int(image.shape[1]))
         width = image_hw[1]
-        boxes = hand_boxes_xyxy(body["hand_box"], cam)[0].cpu().numpy()  # (2, 4) photo px: the one host sync
-        geoms = [hand_crop_geometry(mirror_box_x(boxes[LEFT], width), image_hw, self.config.crop_size),
-                 hand_crop_geometry(boxes[RIGHT], image_hw, self.config.crop_size)]
-        crops = [self._crop(image, g, mirrored=(side == LEFT)) for side, g in zip((LEFT, RIGHT), geoms)]
+        n = features.shape[0]
+        boxes = hand_boxes_xyxy(body["hand_box"], cam).cpu().numpy()  # (n, 2, 4) photo px: the one host sync
+        left = [hand_crop_geometry(mirror_box_x(boxes[i, LEFT], width), image_hw, self.config.crop_size)
+                for i in range(n)]
+        right = [hand_crop_geometry(boxes[i, RIGHT], image_hw, self.config.crop_size) for i in range(n)]
+        geoms = left + right
+        crops = torch.cat([self._crop(image, g, mirrored=(j < n)) for j, g in enumerate(geoms)])
         hand_cams = CropCamera(
             box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
-            box_size=torch.tensor([g.scale[0] for g in geoms]),
+            box_size=torch.tensor([float(g.scale[0]) for g in geoms]),
             affine=torch.from_numpy(np.stack([g.affine for g in geoms])),
-            intrinsics=torch.from_numpy(np.stack([k, k])),
+            intrinsics=torch.from_numpy(np.stack([k] * (2 * n))),
             crop_size=self.config.crop_size,
         ).to(self.device)
         self._sync()
         t1 = time.perf_counter()
-        # Backends take one crop at a time and may reuse their output buffer: copy the first.
-        hand_features = torch.cat([self.backbone(crops[0]).clone(), self.backbone(crops[1])])
+        hand_features = self._backbone(crops)
         self._sync()
         t2 = time.perf_counter()
         hands = self.hand_decoder(hand_features, hand_cams)
         self._sync()
         t3 = time.perf_counter()
-        refined = refine_body(self.model, body, features, cam, hands, hand_cams, width, checks or HandChecks())
+        refined = []
+        for i in range(n):
+            rows = [i, n + i]
+            refined.append(refine_body(
+                self.model, {key: value[i:i + 1] for key, value in body.items()}, features[i:i + 1], cam.rows([i]),
+                {key: value[rows] for key, value in hands.items()}, hand_cams.rows(rows), width,
+                checks or HandChecks()))
+        out = {key: torch.cat([r[key] for r in refined]) for key in refined[0]}
         self._sync()
         t4 = time.perf_counter()
-        crop_boxes = []
-        for side, g in zip((LEFT, RIGHT), geoms):  # the crop regions in the photo (left un-mirrored)
-            cx = width - g.center[0] - 1 if side == LEFT else g.center[0]
-            half = g.scale / 2
-            crop_boxes.append([cx - half[0], g.center[1] - half[1], cx + half[0], g.center[1] + half[1]])
-        info = {"boxes_xyxy": boxes.astype(np.float64), "crop_boxes_xyxy": np.array(crop_boxes)}
+        info = []
+        for i in range(n):
+            crop_boxes = []
+            for side, g in ((LEFT, left[i]), (RIGHT, right[i])):  # the crop regions in the photo (left un-mirrored)
+                cx = width - g.center[0] - 1 if side == LEFT else g.center[0]
+                half = g.scale / 2
+                crop_boxes.append([cx - half[0], g.center[1] - half[1], cx + half[0], g.center[1] + half[1]])
+            info.append({"boxes_xyxy": boxes[i].astype(np.float64), "crop_boxes_xyxy": np.array(crop_boxes)})
         stages.update({"hand crops": (t1 - t0) * 1e3, "hand backbone": (t2 - t1) * 1e3,
                        "hand decoder": (t3 - t2) * 1e3, "body re-run": (t4 - t3) * 1e3})
-        return refined, info, stages
+        return out, info, stages
 
 
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",

@@ -10,6 +10,8 @@ PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16:
 
 
 class PyTorchBackbone(BackboneBackend):
+    batched = True  # any batch of crops in one call (the other backends are built for batch 1)
+
     def __init__(self, encoder: torch.nn.Module, precision: str | None = None) -> None:
         self.encoder = encoder.eval()
         weight = encoder.patch_embed.proj.weight  # the input's dtype (FP8 layers sit deeper)
