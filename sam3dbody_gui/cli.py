@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import sys
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .errors import UserError
 from .runtime.choices import BACKENDS, PRECISIONS
 
 EXIT_USER_ERROR = 2
+EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
 MODEL_ENV = "SAM3DBODY_GUI_MODEL"
 SAMPLE_IMAGE = "sample_astronaut.jpg"
 SAMPLE_BOX = (20.0, 10.0, 370.0, 512.0)
@@ -44,6 +48,22 @@ def ensure_demo_model(progress=print) -> Path:
 
 
 # ------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but '-1e9', '-.5E-3' and '-inf' are numbers, as '-5' and '-0.5' already are:
+    argparse alone takes anything starting with '-' that is not a plain decimal for an option
+    ("--bbox: expected 4 arguments"). No option of ours looks like a number."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^-(?:inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-clobber", action="store_true",
+                   help="refuse to replace existing output files (default: replace them)")
+
+
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -60,7 +80,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sam3dbody-gui",
         description="3-D human mesh recovery from a photo with SAM 3D Body. Without a command, opens the window.",
     )
@@ -78,11 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", type=Path, help="PNG/JPEG of the mesh over the photo")
     p.add_argument("--pca", type=Path, help="PNG of the backbone features' PCA")
     p.add_argument("--json", type=Path, help="parameters, keypoints, camera and timings as JSON")
+    _add_output_options(p)
     _add_inference_options(p)
 
     p = sub.add_parser("demo", help="run the built-in sample photo through the demo model (random weights)")
     p.add_argument("--out-dir", type=Path, default=Path("sam3dbody-demo"))
     p.add_argument("--model", type=Path, help="model folder (default: a synthetic demo model in the user cache)")
+    _add_output_options(p)
     _add_inference_options(p)
 
     p = sub.add_parser("make-synthetic", help="write a model folder with random weights in the released layout")
@@ -145,12 +167,16 @@ def _add_gui_options(p: argparse.ArgumentParser) -> None:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def _check_suffix(path: Path | None, suffixes: set[str], what: str) -> None:
+    if path is not None and path.suffix.lower() not in suffixes:
+        raise UserError(f"{what} {path}: unsupported extension; use {', '.join(sorted(suffixes))}")
+
+
 def _check_output(path: Path | None, suffixes: set[str], what: str) -> None:
     """Fail before any work if an output cannot be written, so no run ends half-saved."""
     if path is None:
         return
-    if path.suffix.lower() not in suffixes:
-        raise UserError(f"{what} {path}: unsupported extension; use {', '.join(sorted(suffixes))}")
+    _check_suffix(path, suffixes, what)
     folder = path.expanduser().parent
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: folder {folder} does not exist")
@@ -158,50 +184,105 @@ def _check_output(path: Path | None, suffixes: set[str], what: str) -> None:
         raise UserError(f"cannot write {path}: folder {folder} is not writable")
 
 
+# Rows and columns around the body crop's square also read from a large photo in full mode, as
+# a fraction of its side: the hand crops come from inside it (a hand box padded by 0.9).
+FULL_MODE_MARGIN = 0.25
+
+
+def _crop_pixels(photo, box, crop_size: int, mode: str):
+    """The array the pipeline crops from (for a large photo, only the pixels its crops read),
+    made before the model loads; a box too large to compute is refused here."""
+    import numpy as np
+
+    from .errors import BoxError
+    from .pipeline.box import format_box
+    from .pipeline.preprocess import crop_geometry, sampled_rows_cols, square_rows_cols
+
+    with np.errstate(all="ignore"):  # overflow is the finding here, reported below, not a warning
+        geom = crop_geometry(box, photo.size_hw, crop_size=crop_size)
+    if not (np.isfinite(geom.affine).all() and np.isfinite(geom.inverse_affine).all()):
+        # e.g. 0 0 1e300 1e300: finite, on the photo, but its crop (in float32, as upstream) is not
+        raise BoxError(f"person box {format_box(geom.bbox_xyxy)} is too large for the {photo.size_hw[1]}x"
+                       f"{photo.size_hw[0]} photo: its crop cannot be computed; draw the box around the person")
+    if not photo.reduced:
+        return photo.full
+    rows, cols = square_rows_cols(geom, FULL_MODE_MARGIN) if mode == "full" else sampled_rows_cols(geom)
+    return photo.pixels(rows, cols)
+
+
 def _run_and_save(image_path: Path, box, model_dir: Path, args, out_mesh, out_overlay, out_pca, out_json) -> None:
-    from .export.atomic import write_bytes_atomic
+    import json
+
+    from .export.display import result_on_display
     from .export.feature_pca import feature_pca_image
     from .export.mesh_file import MESH_FORMATS, mesh_in_frame, save_mesh
+    from .export.output_set import Output, check_outputs, publish
     from .export.overlay import render_overlay
-    from .pipeline.image_io import load_image
+    from .export.result_checks import json_ready, require_finite
+    from .model.config import load_model_config
+    from .model.model_folder import find_model_files
+    from .pipeline.box import validate_box
+    from .pipeline.image_io import load_photo
     from .pipeline.pipeline import build_pipeline
     from .pipeline.preprocess import intrinsics_from
 
-    _check_output(out_mesh, set(MESH_FORMATS), "mesh")
-    _check_output(out_overlay, IMAGE_SUFFIXES, "overlay")
-    _check_output(out_pca, IMAGE_SUFFIXES, "PCA image")
-    _check_output(out_json, {".json"}, "JSON")
-    image = load_image(image_path)
+    # Everything that can be checked is checked before the model loads (1 B parameters):
+    # the outputs, the photo, the box, the camera, the model folder's config.
+    wanted = [(out_mesh, set(MESH_FORMATS), "mesh"), (out_overlay, IMAGE_SUFFIXES, "overlay"),
+              (out_pca, IMAGE_SUFFIXES, "PCA image"), (out_json, {".json"}, "JSON")]
+    for path, suffixes, what in wanted:
+        _check_suffix(path, suffixes, what)
+    outputs = {what: Output(path, what) for path, _, what in wanted if path is not None}
+    protected = [Output(image_path, "input photo")]
+    replace = not getattr(args, "no_clobber", False)
+    check_outputs(list(outputs.values()), inputs=protected, replace=replace)
+    photo = load_photo(image_path)
+    validate_box(box, photo.size_hw)
     k = intrinsics_from(*args.intrinsics) if getattr(args, "intrinsics", None) else None
+    mode = getattr(args, "mode", "body")
+    crop_size = load_model_config(find_model_files(model_dir).config).crop_size
+    pixels = _crop_pixels(photo, box, crop_size, mode)
+
     pipeline = _with_oom_message(lambda: build_pipeline(
         model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print))
     print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
     print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
-    result = _with_oom_message(lambda: pipeline.run(image, box, k, mode=getattr(args, "mode", "body")))
+    result = _with_oom_message(lambda: pipeline.run(pixels, box, k, mode=mode))
+    del pixels  # a large photo's crop pixels are not needed any more
+    require_finite(result)
 
+    writers, report = [], []
     if out_mesh:
-        save_mesh(out_mesh, mesh_in_frame(result.vertices_camera, args.frame), result.faces)
-        print(f"mesh: {out_mesh} ({result.vertices.shape[0]} vertices, {result.faces.shape[0]} faces, {args.frame} frame)")
+        vertices = mesh_in_frame(result.vertices_camera, args.frame)
+        writers.append((outputs["mesh"], lambda tmp: save_mesh(tmp, vertices, result.faces)))
+        report.append(f"mesh: {out_mesh} ({result.vertices.shape[0]} vertices, {result.faces.shape[0]} faces, "
+                      f"{args.frame} frame)")
     if out_overlay:
-        _save_image(render_overlay(image, result), out_overlay)
-        print(f"overlay: {out_overlay}")
+        # A large photo is drawn on its display copy: the full-size picture is never in memory.
+        shown = result_on_display(result, photo.display.shape[:2]) if photo.reduced else result
+        overlay = render_overlay(photo.display, shown)
+        writers.append((outputs["overlay"], lambda tmp: _save_image(overlay, out_overlay, tmp)))
+        note = (f" ({overlay.width}x{overlay.height}: photo reduced {photo.size_hw[1] // overlay.width}x for display)"
+                if photo.reduced else "")
+        report.append(f"overlay: {out_overlay}{note}")
     if out_pca:
-        _save_image(feature_pca_image(result.features), out_pca)
-        print(f"PCA map: {out_pca}")
+        pca = feature_pca_image(result.features)
+        writers.append((outputs["PCA image"], lambda tmp: _save_image(pca, out_pca, tmp)))
+        report.append(f"PCA map: {out_pca}")
     if out_json:
-        import json
-
-        write_bytes_atomic(out_json, json.dumps(result.to_json_dict(), indent=1).encode("utf-8"))
-        print(f"parameters: {out_json}")
+        text = json.dumps(json_ready(result.to_json_dict()), indent=1, allow_nan=False).encode("utf-8")
+        writers.append((outputs["JSON"], lambda tmp: tmp.write_bytes(text)))
+        report.append(f"parameters: {out_json}")
+    publish(writers, inputs=protected, replace=replace)  # all files, or none
+    for line in report:
+        print(line)
     print(format_timings(result.timings_ms))
 
 
-def _save_image(picture, path: Path) -> None:
-    from .export.atomic import atomic_path
-
+def _save_image(picture, path: Path, tmp: Path) -> None:
+    """Save `picture` into `tmp` in the format `path`'s extension names."""
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None
-    with atomic_path(path) as tmp:
-        picture.save(tmp, format=fmt or picture.format or path.suffix.lstrip(".").upper().replace("TIF", "TIFF"))
+    picture.save(tmp, format=fmt or picture.format or path.suffix.lstrip(".").upper().replace("TIF", "TIFF"))
 
 
 def format_timings(timings: dict[str, float]) -> str:
@@ -302,6 +383,29 @@ def cmd_compare(args) -> None:
         max_autotune=args.autotune)))
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised wherever the program is (like KeyboardInterrupt for SIGINT), so every
+    cleanup runs: no temporary file is left and no output is half-published. A BaseException,
+    so that no `except Exception` swallows it."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "bench": cmd_bench,
             "download": cmd_download,
             "compare": cmd_compare, "gui": cmd_gui, None: cmd_gui}
@@ -309,15 +413,26 @@ COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_syn
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The window keeps Qt's own handling (an exception raised inside Qt's event loop aborts).
+    terminable = _sigterm_raises() if args.command not in (None, "gui") else _no_change()
     try:
-        COMMANDS[args.command](args)
+        with terminable:
+            COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     return 0
+
+
+@contextmanager
+def _no_change() -> Iterator[None]:
+    yield
 
 
 if __name__ == "__main__":

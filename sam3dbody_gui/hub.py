@@ -324,12 +324,31 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _http_answer(exc: BaseException) -> Optional[BaseException]:
+    """The HTTP error the server answered, if `exc` is one or was raised from one.
+
+    huggingface_hub turns a failed metadata request it cannot explain (a 5xx, after its retries)
+    into "cannot find the file locally ... check your connection", raised from the HTTP error: the
+    server did answer, so that answer, not the network, is what went wrong."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, HfHubHTTPError) and _status(exc) is not None:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def explain_error(exc: BaseException, repo_id: str, filename: str = "", options: HubOptions = HubOptions()) -> str:
     """One message that says what happened and what to do."""
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
+    if not isinstance(exc, HfHubHTTPError) and _http_answer(exc) is not None:
+        exc = _http_answer(exc)
     page = f"{HF_SITE}/{repo_id}"
     has_token = token_source(options) is not None
     status = _status(exc)
@@ -363,7 +382,8 @@ def explain_error(exc: BaseException, repo_id: str, filename: str = "", options:
         if status == 429:
             return "Hugging Face is rate-limiting this address (429): wait a few minutes and try again"
         if status >= 500:
-            return f"Hugging Face answered {status} (server trouble): try again later"
+            return (f"Hugging Face answered {status} (an error on the server's side; the network is fine): "
+                    "try again later, or see https://status.huggingface.co")
         return f"Hugging Face answered {status}: {_first_line(exc)}"
     if isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, ConnectionError, TimeoutError)) or \
             _is_network_error(exc):
@@ -388,6 +408,8 @@ def _is_network_error(exc: BaseException) -> bool:
 def _is_unreachable(exc: BaseException) -> bool:
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    if _http_answer(exc) is not None:  # the server answered, with an error
+        return False
     return isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, ConnectionError, TimeoutError)) or \
         _is_network_error(exc)
 
@@ -493,6 +515,10 @@ def _hub_reachable(f: RepoFile, options: HubOptions) -> bool:
     try:
         get_hf_file_metadata(url, token=_token_arg(options), endpoint=options.endpoint, retry_on_errors=False)
     except Exception as exc:  # noqa: BLE001
+        status = _status(exc)
+        if status is not None and status >= 500:
+            # Say it now: the plan step would retry for ~25 s, then blame the connection.
+            raise HubError(explain_error(exc, f.repo_id, f.filename, options)) from None
         return not _is_unreachable(exc)
     return True
 

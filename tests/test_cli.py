@@ -353,6 +353,7 @@ def no_inference(monkeypatch):
 
     monkeypatch.setattr(pipeline_module, "build_pipeline", forbidden)
     monkeypatch.setattr(image_io, "load_image", forbidden)
+    monkeypatch.setattr(image_io, "load_photo", forbidden)
 
 
 @pytest.mark.parametrize("flag,name", [("--out", "m.fbx"), ("--overlay", "o.gif"), ("--json", "j.txt")])

@@ -123,6 +123,50 @@ def test_no_network_lists_what_is_missing(tmp_path):
     assert "cannot reach Hugging Face" in text and "0 of 3 files" in text and "model.ckpt" in text
 
 
+class _FailingHub(FakeHub):
+    """A Hub that answers every request with one HTTP error status (a server in trouble)."""
+
+    status = 500
+
+    def _serve(self, h, head, auth, rng, entry):
+        return self._error(h, self.status, None, "Internal Error - We're working hard to fix this as soon as possible!")
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_error_is_not_reported_as_no_network(tmp_path, repo_contents, monkeypatch, status):
+    monkeypatch.setattr(_FailingHub, "status", status)
+    fh = _FailingHub(repo_contents).start()
+    try:
+        with pytest.raises(hub.HubError) as err:
+            hub.download(hub.MODEL_FILES, options(tmp_path, fh, token=GRANTED))
+    finally:
+        fh.stop()
+    text = str(err.value)
+    assert f"answered {status}" in text and "server" in text and "try again later" in text, text
+    assert "firewall" not in text and "no network" not in text and "cannot reach" not in text, text
+    assert fh.log, "the server was asked"
+
+
+def test_server_error_behind_a_missing_local_entry_names_the_server(tmp_path):
+    """huggingface_hub reports a 5xx (after its retries) as a LocalEntryNotFoundError raised from the
+    HTTP error; the message must name that answer, and it is not "unreachable"."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    request = httpx2.Request("HEAD", "https://huggingface.co/x/resolve/main/model.ckpt")
+    try:
+        try:
+            raise HfHubHTTPError("502 Bad Gateway", response=httpx2.Response(502, request=request))
+        except HfHubHTTPError as http_error:
+            raise LocalEntryNotFoundError("... check your connection ...") from http_error
+    except LocalEntryNotFoundError as exc:
+        wrapped = exc
+    text = hub.explain_error(wrapped, hub.MODEL_REPO, "model.ckpt", options(tmp_path, None))
+    assert "answered 502" in text and "firewall" not in text and "no network" not in text, text
+    assert not hub._is_unreachable(wrapped)
+    assert hub._is_unreachable(LocalEntryNotFoundError("no connection at all"))
+
+
 # ---------------------------------------------------------- the cache, online and offline ---
 def test_download_fills_the_cache_in_huggingface_hub_layout(tmp_path, server, repo_contents):
     seen = []

@@ -13,7 +13,7 @@ ToTensor. In words:
 We keep upstream's numbers bit for bit, because the model was trained on exactly these
 pixels and downstream camera maths (crop -> full image) reuses the same matrix:
   * the matrix is built like upstream's get_warp_matrix: three anchor points rounded to
-    float32, then solved in float64 (see `_crop_affine`);
+    float32, then solved in float64 (see `crop_affine`);
   * the warp reproduces OpenCV 4.x's fixed-point bilinear sampling (see
     `_source_positions_in_subpixels`) without depending on OpenCV. Against cv2 4.10 and
     4.14 the crop is identical (max difference 0/255 on all parity fixtures). OpenCV 5
@@ -101,7 +101,7 @@ def crop_geometry(box_xyxy: Optional[Sequence[float]], image_hw: Tuple[int, int]
     # shape, which is square (width / height = 1).
     scale = _widen_to_aspect(_widen_to_aspect(scale, aspect_ratio), 1.0)
     return CropGeometry(bbox_xyxy=box, center=center, scale=scale,
-                        affine=_crop_affine(center, scale, crop_size),
+                        affine=crop_affine(center, scale, crop_size),
                         crop_size=crop_size, image_hw=image_hw)
 
 
@@ -124,7 +124,8 @@ def warp_crop_uint8(image: np.ndarray, geom: CropGeometry) -> np.ndarray:
                          f"was made for {geom.image_hw[1]}x{geom.image_hw[0]}")
 
     x_sub, y_sub = _source_positions_in_subpixels(geom.inverse_affine, geom.crop_size)
-    return _bilinear_black_border(np.ascontiguousarray(image), x_sub, y_sub)
+    # Any strides: a mirrored view (full mode's left hand) is read in place, not copied whole.
+    return _bilinear_black_border(image, x_sub, y_sub)
 
 
 def warp_crop(image: np.ndarray, geom: CropGeometry) -> torch.Tensor:
@@ -184,7 +185,7 @@ def _widen_to_aspect(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
     return np.array([height * aspect_ratio, height])
 
 
-def _crop_affine(center: np.ndarray, scale: np.ndarray, crop_size: int) -> np.ndarray:
+def crop_affine(center: np.ndarray, scale: np.ndarray, crop_size: int) -> np.ndarray:
     """Image -> crop affine, built the way upstream's get_warp_matrix builds it.
 
     Upstream pairs three points: the box centre, the middle of the box's top edge and the
@@ -266,9 +267,9 @@ def _bilinear_black_border(image: np.ndarray, x_sub: np.ndarray, y_sub: np.ndarr
 
     Weights are integers summing to 32*32 = 1024, so the blend is exact in integers and
     rounds to nearest like OpenCV's 15-bit fixed point (whose weights are these times 32).
+    `image` may have any strides; only the sampled pixels are read.
     """
     height, width, channels = image.shape
-    pixels = image.reshape(-1, channels)
     x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
     fx = (x_sub & (_SUBPIXEL_ONE - 1)).astype(np.int32)
     fy = (y_sub & (_SUBPIXEL_ONE - 1)).astype(np.int32)
@@ -277,15 +278,45 @@ def _bilinear_black_border(image: np.ndarray, x_sub: np.ndarray, y_sub: np.ndarr
     for dy, weight_y in ((0, _SUBPIXEL_ONE - fy), (1, fy)):
         rows = y0 + dy
         row_inside = (rows >= 0) & (rows < height)
-        row_start = np.clip(rows, 0, height - 1) * width
+        row_clipped = np.clip(rows, 0, height - 1)
         for dx, weight_x in ((0, _SUBPIXEL_ONE - fx), (1, fx)):
             cols = x0 + dx
             inside = row_inside & (cols >= 0) & (cols < width)
             weight = weight_x * weight_y * inside
-            neighbour = pixels[row_start + np.clip(cols, 0, width - 1)]
+            neighbour = image[row_clipped, np.clip(cols, 0, width - 1)]
             total += weight[:, :, None] * neighbour
     full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
     return ((total + full_weight // 2) // full_weight).astype(np.uint8)
+
+
+def sampled_rows_cols(geom: CropGeometry) -> Tuple[np.ndarray, np.ndarray]:
+    """The photo rows and columns (sorted, inside the photo) that `warp_crop_uint8` reads for `geom`.
+
+    Every pixel the warp reads, with any weight, lies at one of these rows and one of these
+    columns; so an array that holds the photo's values on rows x columns, whatever it holds
+    elsewhere, gives a bit-identical crop. For a large photo that is at most ~2 x crop-size rows
+    and columns, read from the file instead of the whole picture (see image_io.Photo)."""
+    x_sub, y_sub = _source_positions_in_subpixels(geom.inverse_affine, geom.crop_size)
+    height, width = geom.image_hw
+
+    def lines(sub: np.ndarray, size: int) -> np.ndarray:
+        first = np.unique(sub >> _SUBPIXEL_BITS)
+        both = np.union1d(first, first + 1)  # the bilinear neighbour
+        return both[(both >= 0) & (both < size)]
+
+    return lines(y_sub, height), lines(x_sub, width)
+
+
+def square_rows_cols(geom: CropGeometry, margin: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
+    """Every photo row and column of the crop's square, grown by `margin` x its side on each side
+    (and clipped to the photo): the pixels later crops inside this one read (full mode's hand
+    crops, which the body pass decides)."""
+    height, width = geom.image_hw
+    half = geom.scale / 2.0 * (1.0 + 2.0 * margin)
+    x1, x2 = math.floor(geom.center[0] - half[0]) - 1, math.ceil(geom.center[0] + half[0]) + 2
+    y1, y2 = math.floor(geom.center[1] - half[1]) - 1, math.ceil(geom.center[1] + half[1]) + 2
+    return (np.arange(max(y1, 0), min(y2, height), dtype=np.int64),
+            np.arange(max(x1, 0), min(x2, width), dtype=np.int64))
 
 
 def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
