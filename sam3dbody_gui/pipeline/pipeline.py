@@ -324,7 +324,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     backbone = open_backend(plan, request, files, dev, config, encoder, progress,
                             calibration=calibration_for(config, dev))
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
-    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper)
+    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder_for(loaded, dev, cuda_graph))
 
 
 def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None, graph: bool, compiled: bool,
@@ -360,3 +360,13 @@ def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None
         decoder = graph_body_decoder(loaded.model, crop_size, device)
     hand_decoder = LazyHandDecoder(loaded.model, crop_size, device, graph=True)  # full mode, on first use
     return decoder, hand_decoder, cropper
+
+
+def batch_decoder_for(loaded: LoadedModel, device: torch.device, graph: bool) -> BodyDecoder | None:
+    """The body pass for several people: CUDA graphs per batch-size bucket on a GPU; None (the
+    eager pass) elsewhere."""
+    if device.type != "cuda" or not graph:
+        return None
+    from ..runtime.decoder_buckets import BucketedBodyDecoder
+
+    return BucketedBodyDecoder(loaded.model, loaded.config.crop_size, device)

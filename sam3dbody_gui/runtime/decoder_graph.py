@@ -54,7 +54,7 @@ class GraphedBodyDecoder(GraphedDecoderPass):
             raise ValueError("CUDA graphs need a CUDA device")
         self.model = model
         self.features = torch.randn(feature_shape, device=device, dtype=feature_dtype)
-        self.camera = plausible_camera(crop_size, device)
+        self.camera = plausible_camera(crop_size, device).rows([0] * feature_shape[0])  # one row per crop
         self.graph, self.outputs = capture(lambda: model.decode_body(self.features, self.camera), device)
 
 
