@@ -58,3 +58,29 @@ def test_shading_culls_faces_turned_away_and_normals_point_outward():
     n = vertex_normals(corners, tris)
     assert ((n * (corners - 0.5)).sum(1) > 0).all()
     assert np.allclose(np.linalg.norm(n, axis=1), 1, atol=1e-6)
+
+
+def test_several_people_share_one_z_buffer_the_nearer_hides_the_farther():
+    from types import SimpleNamespace
+
+    from sam3dbody_gui.export.mesh_render import person_colour, render_people_layer
+
+    k = np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
+
+    def person(z: float, x0: float):
+        # A square facing the camera at depth z (two triangles wound towards it).
+        v = np.array([[x0, -0.3, z], [x0, 0.3, z], [x0 + 0.6, 0.3, z], [x0 + 0.6, -0.3, z]])
+        f = np.array([[0, 1, 2], [0, 2, 3]])
+        return SimpleNamespace(vertices_camera=v, faces=f, image_hw=(100, 100),
+                               project=lambda p: p[:, :2] / p[:, 2:3] * 100 + 50)
+
+    near, far = person(2.0, -0.4), person(4.0, 0.0)  # near: x 30-60 px; far, behind it: x 50-65 px
+    layer, scale = render_people_layer([near, far])  # far drawn last: only depth can put near on top
+    assert scale == 1.0 and layer.shape == (100, 100, 4)
+    colour_of = lambda i: np.clip(person_colour(i), 0, 255)  # noqa: E731
+    centre = layer[50, 55, :3].astype(float)
+    # Where both cover a pixel, the near one (index 0) shows, shaded in its own hue.
+    assert np.argmax(centre) == np.argmax(colour_of(0)) and layer[50, 55, 3] == 255
+    right = layer[50, 63, :3].astype(float)  # only the far one reaches here
+    assert np.argmax(right) == np.argmax(colour_of(1))
+    assert layer[5, 5, 3] == 0  # background stays transparent

@@ -12,6 +12,10 @@ import numpy as np
 from ..mesh_math import face_normals
 
 MESH_COLOUR = np.array([125.0, 175.0, 255.0])
+# Person 0 keeps MESH_COLOUR; the others are told apart by hue (the window's person list uses them).
+PERSON_COLOURS = [MESH_COLOUR] + [np.array(c, dtype=float) for c in (
+    (255.0, 160.0, 90.0), (120.0, 220.0, 140.0), (235.0, 120.0, 200.0), (250.0, 220.0, 100.0),
+    (110.0, 220.0, 230.0), (200.0, 150.0, 255.0), (255.0, 120.0, 120.0))]
 LIGHT_DIRECTION = np.array([0.3, -0.4, -1.0])  # from the surface towards the light, camera frame
 
 
@@ -70,22 +74,41 @@ def rasterize_faces(pix: np.ndarray, depth: np.ndarray, faces: np.ndarray, size:
     return out.reshape(h, w)
 
 
-def render_mesh_layer(result, max_side: int | None = None) -> tuple[np.ndarray, float]:
-    """The shaded mesh of a MeshResult alone, as (h, w, 4) uint8 RGBA over a transparent
-    background, at the photo's resolution reduced so its longer side is at most `max_side`.
+def person_colour(index: int) -> np.ndarray:
+    """A colour per person, the first the single-person colour (so one person looks as before)."""
+    return PERSON_COLOURS[index % len(PERSON_COLOURS)]
+
+
+def render_people_layer(results, max_side: int | None = None) -> tuple[np.ndarray, float]:
+    """The shaded meshes of several MeshResults of one photo in one z-buffer (the nearer person
+    hides the farther), each in its own colour, as (h, w, 4) uint8 RGBA over a transparent
+    background at the photo's resolution reduced so its longer side is at most `max_side`.
     Returns the layer and its scale (layer pixels per photo pixel)."""
-    h, w = result.image_hw
+    first = results[0]
+    h, w = first.image_hw
     scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    verts = result.vertices_camera.astype(np.float64)
-    faces = np.asarray(result.faces)
-    visible, intensity = face_shading(verts, faces)
-    visible &= (verts[:, 2] > 1e-3)[faces].all(1)
-    shown = np.nonzero(visible)[0]
-    index = rasterize_faces(result.project(verts) * scale, verts[:, 2], faces[shown], size)
+    pix, depth, faces, colours, offset = [], [], [], [], 0
+    for index, result in enumerate(results):
+        verts = result.vertices_camera.astype(np.float64)
+        f = np.asarray(result.faces)
+        visible, intensity = face_shading(verts, f)
+        visible &= (verts[:, 2] > 1e-3)[f].all(1)
+        shown = np.nonzero(visible)[0]
+        pix.append(result.project(verts) * scale)
+        depth.append(verts[:, 2])
+        faces.append(f[shown] + offset)
+        colours.append(person_colour(index)[None, :] * intensity[shown, None])
+        offset += len(verts)
+    index = rasterize_faces(np.concatenate(pix), np.concatenate(depth), np.concatenate(faces), size)
+    face_colours = np.concatenate(colours)
     layer = np.zeros((size[1], size[0], 4), np.uint8)
     covered = index >= 0
-    face = shown[index[covered]]
-    layer[covered, :3] = np.clip(MESH_COLOUR[None, :] * intensity[face, None], 0, 255).astype(np.uint8)
+    layer[covered, :3] = np.clip(face_colours[index[covered]], 0, 255).astype(np.uint8)
     layer[covered, 3] = 255
     return layer, scale
+
+
+def render_mesh_layer(result, max_side: int | None = None) -> tuple[np.ndarray, float]:
+    """One person's shaded mesh alone (see render_people_layer)."""
+    return render_people_layer([result], max_side)
