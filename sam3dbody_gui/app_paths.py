@@ -19,3 +19,6 @@ def data_dir(*parts: str) -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir(APP_NAME)).joinpath(*parts)
+
+# The model folder used when none is given (CLI --model, the window's Settings).
+MODEL_ENV = "SAM3DBODY_GUI_MODEL"

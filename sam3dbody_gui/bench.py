@@ -26,9 +26,10 @@ from .pipeline.benchmark_images import benchmark_images
 from .pipeline.calibration import calibration_for
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
-from .pipeline.pipeline import Pipeline, gpu_stages
+from .pipeline.pipeline import Pipeline, batch_decoder_for, gpu_stages
 from .runtime.base import BackboneBackend
-from .runtime.select import BackendRequest, find_backbone_file, open_backend, plan_backend, PT2_CANDIDATES
+from .model.model_folder import PT2_CANDIDATES, find_backbone_file
+from .runtime.select import BackendRequest, open_backend, plan_backend
 
 GPU_WARMUP_S, GPU_ITERATIONS = 2.0, 300
 CPU_WARMUP_ITERATIONS, CPU_ITERATIONS = 1, 5
@@ -112,8 +113,10 @@ def _artefact_mib(backend: BackboneBackend) -> float:
 
 class Bench:
     def __init__(self, model_dir: Path, device: torch.device, progress: Callable[[str], None] = print,
-                 cache_dir: Path | None = None, max_autotune: bool = False) -> None:
+                 cache_dir: Path | None = None, max_autotune: bool = False, backbone_file: Path | None = None) -> None:
+        """`backbone_file`: the ONNX or .pt2 the tensorrt and pt2 configurations run (default: the folder's)."""
         self.model_dir = Path(model_dir)
+        self.backbone_file = backbone_file
         self.device = device
         self.progress = progress
         self.cache_dir = cache_dir
@@ -129,7 +132,8 @@ class Bench:
         if spec not in self.backends:
             kind, _, precision = spec.partition(":")
             req = BackendRequest(kind=kind, precision=precision or "auto", cache_dir=self.cache_dir,
-                                 max_autotune=self.max_autotune)
+                                 max_autotune=self.max_autotune,
+                                 backbone_file=self.backbone_file if kind in ("tensorrt", "pt2") else None)
             plan = plan_backend(req, self.files, self.device, self.config.backbone_type, self.config.crop_size)
             encoder = None
             if plan.needs_backbone_weights:  # a private copy: backends cast or quantise it in place
@@ -184,7 +188,8 @@ class Bench:
             loaded = self._decoder_models["dec-bf16"]
         decoder, hand_decoder, cropper = gpu_stages(loaded, self.device, self.cache_dir, "graph" in flags,
                                                     "dec-compiled" in flags, self.progress, fallback=False)
-        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, cropper)
+        batch_decoder = batch_decoder_for(loaded, self.device, "graph" in flags or "dec-compiled" in flags)
+        return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, cropper, batch_decoder)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:
         images = benchmark_images()
@@ -250,23 +255,31 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
 
 def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, e2e: list[str] | None,
               json_path: Path | None, iterations: int | None = None, max_autotune: bool = False,
-              progress: Callable[[str], None] = print) -> str:
+              progress: Callable[[str], None] = print, people: list[int] | None = None) -> str:
+    """`people`: also time photos of that many people each (the last end-to-end configuration)."""
+    from .bench_people import format_people_table, people_rows
+
     bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
     configs = configs if configs is not None else default_configs(device, model_dir)
     e2e = e2e if e2e is not None else default_e2e_configs(device)
     try:
         backbone_rows = bench.backbone_rows(configs, iterations)
         e2e_rows = bench.end_to_end_rows(e2e, None if iterations is None else 1)
+        crowd_rows = people_rows(bench, (e2e or default_e2e_configs(device))[-1].replace("+full", ""), people,
+                                 None if iterations is None else 1) if people else []
     except torch.cuda.OutOfMemoryError:
         raise UserError("the GPU ran out of memory during the benchmark; run fewer configurations") from None
     machine = machine_description(device)
     text = format_tables(machine, backbone_rows, e2e_rows)
+    if crowd_rows:
+        text += "\n" + format_people_table(crowd_rows)
     if json_path is not None:
         from .export.atomic import write_bytes_atomic
 
         payload = {"machine": machine, "images": [i.name for i in benchmark_images()],
                    "backbone": [_finite_or_none(asdict(r)) for r in backbone_rows],
-                   "end_to_end": [_finite_or_none(asdict(r)) for r in e2e_rows]}
+                   "end_to_end": [_finite_or_none(asdict(r)) for r in e2e_rows],
+                   "people": [_finite_or_none(asdict(r)) for r in crowd_rows]}
         write_bytes_atomic(json_path, json.dumps(payload, indent=1, allow_nan=False).encode())
     return text
 

@@ -58,8 +58,10 @@ def format_fidelity(reference: str, candidate: str, rows: list[FidelityRow], mac
 
 
 def run_compare(model_dir: Path, device: torch.device, reference: str, candidate: str, json_path: Path | None,
-                progress: Callable[[str], None] = print, max_autotune: bool = False) -> str:
-    bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
+                progress: Callable[[str], None] = print, max_autotune: bool = False,
+                backbone_file: Path | None = None) -> str:
+    """`backbone_file`: the ONNX (tensorrt) or .pt2 (pt2) a candidate of that kind runs."""
+    bench = Bench(model_dir, device, progress, max_autotune=max_autotune, backbone_file=backbone_file)
     rows = compare_rows(bench, reference, candidate)
     machine = machine_description(device)
     if json_path is not None:

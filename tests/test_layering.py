@@ -12,13 +12,13 @@ ROOT = PACKAGE.name
 
 # Highest layer first wins: the first entry whose prefix matches names the module's layer.
 LAYER_OF_PREFIX = [
-    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("compare", "app"), ("__main__", "app"),
+    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("bench_people", "app"), ("compare", "app"), ("__main__", "app"),
     ("export", "export"),
     ("pipeline", "pipeline"),
     ("runtime", "runtime"),
     # The weights code beside the model: the Hub, model folders, checkpoint reading, verification,
     # the synthetic model generator.
-    ("hub", "weights"), ("synthetic", "weights"), ("model.model_folder", "weights"),
+    ("hub", "weights"), ("hub_detector", "weights"), ("synthetic", "weights"), ("model.detector", "weights"), ("model.model_folder", "weights"),
     ("model.checkpoint_file", "weights"), ("model.verify", "weights"), ("model.file_checks", "weights"),
     ("model.mhr_rig", "weights"),
     ("model", "model"),

@@ -114,14 +114,14 @@ def test_a_box_too_large_to_compute_is_refused_before_the_model_loads(no_model_l
 
 # ---------------------------------------------------------------- nothing non-finite is written
 def test_a_non_finite_result_is_an_error_and_nothing_is_written(monkeypatch, tiny_model_dir, photo, out):
-    real_run = pipeline_module.Pipeline.run
+    real_run = pipeline_module.Pipeline.run_people
 
     def run_with_nan(self, *args, **kwargs):
-        result = real_run(self, *args, **kwargs)
-        result.vertices = np.full_like(result.vertices, np.nan)
-        return result
+        results = real_run(self, *args, **kwargs)
+        results[0].vertices = np.full_like(results[0].vertices, np.nan)
+        return results
 
-    monkeypatch.setattr(pipeline_module.Pipeline, "run", run_with_nan)
+    monkeypatch.setattr(pipeline_module.Pipeline, "run_people", run_with_nan)
     rc, _, err = infer(photo, tiny_model_dir, "--bbox", *BOX, "--out", out / "m.obj", "--json", out / "j.json")
     assert_user_error(rc, err, "not finite", "vertices")
     assert snapshot(out) == {}
@@ -142,7 +142,7 @@ def test_json_never_holds_nan():
 def test_bbox_and_intrinsics_take_negative_numbers_in_any_notation():
     args = build_parser().parse_args(["infer", "p.jpg", "--bbox", "-1e9", "-.5", "1.5E3", "2e2",
                                       "--intrinsics", "1e3", "1e3", "-2.5e2", "-1"])
-    assert args.bbox == [-1e9, -0.5, 1500.0, 200.0]
+    assert args.bbox == [[-1e9, -0.5, 1500.0, 200.0]]  # --bbox may be given once per person
     assert args.intrinsics == [1000.0, 1000.0, -250.0, -1.0]
     args = build_parser().parse_args(["--bbox", "-1e3", "0", "1e3", "5e2"])
     assert args.gui_bbox == [-1000.0, 0.0, 1000.0, 500.0]

@@ -38,7 +38,7 @@ def check_mesh_suffix(path: Path) -> str:
     kind = MESH_FORMATS.get(Path(path).suffix.lower())
     if kind is None:
         raise UserError(f"cannot save a mesh as {Path(path).suffix or 'a file without extension'}: "
-                        f"use {', '.join(MESH_SUFFIXES)}")
+                        f"unsupported extension; use {', '.join(MESH_SUFFIXES)}")
     return kind
 
 

@@ -11,7 +11,7 @@ from .preprocess import CropGeometry
 # The one list of stages (timings_ms keys, latency cards, bench columns) and of modes.
 STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
 FULL_MODE_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
-MODES = ("body", "full")
+from ..runtime.choices import MODES  # noqa: E402,F401 - the one list of modes
 HAND_CHECK_NAMES = ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")
 
 

@@ -84,12 +84,12 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     if req.kind == "tensorrt":
         onnx = req.backbone_file or find_backbone_file(files, ONNX_CANDIDATES)
         if onnx is None:
-            raise ModelFolderError(f"no backbone ONNX for TensorRT in {files.folder}; give its path")
+            raise ModelFolderError(f"no backbone ONNX for TensorRT in {files.folder}; give its path (--backbone-file)")
         return BackendPlan("tensorrt", "as built", onnx, "chosen")  # the engine's label says what was built
     if req.kind == "pt2":
         pt2 = req.backbone_file or find_backbone_file(files, PT2_CANDIDATES)
         if pt2 is None:
-            raise ModelFolderError(f"no .pt2 backbone in {files.folder}; give its path")
+            raise ModelFolderError(f"no .pt2 backbone in {files.folder}; give its path (--backbone-file)")
         return BackendPlan("pt2", "as exported", pt2, "chosen")
     if req.kind == "compiled":
         cached = _compile_cache(req, device, arch, precision, crop_size).is_file()
