@@ -274,7 +274,7 @@ def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, 
     if crowd_rows:
         text += "\n" + format_people_table(crowd_rows)
     if json_path is not None:
-        from .export.atomic import write_bytes_atomic
+        from .atomic_file import write_bytes_atomic
 
         payload = {"machine": machine, "images": [i.name for i in benchmark_images()],
                    "backbone": [_finite_or_none(asdict(r)) for r in backbone_rows],

@@ -65,7 +65,7 @@ def run_compare(model_dir: Path, device: torch.device, reference: str, candidate
     rows = compare_rows(bench, reference, candidate)
     machine = machine_description(device)
     if json_path is not None:
-        from .export.atomic import write_bytes_atomic
+        from .atomic_file import write_bytes_atomic
 
         payload = {"machine": machine, "reference": reference, "candidate": candidate, "rows": [asdict(r) for r in rows]}
         write_bytes_atomic(json_path, json.dumps(payload, indent=1).encode())

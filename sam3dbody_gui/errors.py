@@ -47,6 +47,4 @@ def describe_os_error(exc: OSError) -> str:
         return "not found"
     if code == errno.EIO:
         return "input/output error (a failing disk or an unreachable network drive?)"
-    if code == errno.ENOSPC:
-        return "no space left on the disk"
     return exc.strerror or str(exc)

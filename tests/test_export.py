@@ -14,8 +14,8 @@ import trimesh
 from PIL import Image
 
 from sam3dbody_gui.errors import UserError
-from sam3dbody_gui.export import atomic
-from sam3dbody_gui.export.atomic import atomic_path, write_bytes_atomic
+from sam3dbody_gui import atomic_file as atomic
+from sam3dbody_gui.atomic_file import atomic_path, write_bytes_atomic
 from sam3dbody_gui.export.feature_pca import feature_pca_image, feature_pca_rgb
 from sam3dbody_gui.export.mesh_file import mesh_in_frame, save_mesh
 
@@ -178,7 +178,7 @@ def test_atomic_path_failing_rename_keeps_previous_file(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(atomic.os, "replace", failing_replace)
-    with pytest.raises(UserError, match="Permission denied"):
+    with pytest.raises(UserError, match="permission denied"):
         write_bytes_atomic(dest, b"new content")
     assert dest.read_text() == "previous"
     assert leftover_temp_files(tmp_path, dest.name) == []

@@ -107,7 +107,7 @@ def test_a_new_file_published_before_a_failing_rename_is_removed(tmp_path, monke
         return real_replace(src, dst)
 
     monkeypatch.setattr(output_set.os, "replace", replace)
-    with pytest.raises(UserError, match="b.json: Input/output error"):
+    with pytest.raises(UserError, match="b.json: input/output error"):
         publish([(tmp_path / "a.json", writer(b"a")), (tmp_path / "b.json", writer(b"b"))])
     assert list(tmp_path.iterdir()) == []
 

@@ -10,7 +10,7 @@ import trimesh
 
 from ..errors import UserError
 from ..mesh_math import vertex_normals
-from .atomic import atomic_path
+from ..atomic_file import atomic_path
 
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb", ".stl": "stl"}
 MESH_SUFFIXES = tuple(MESH_FORMATS)

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from ..errors import UserError
-from .atomic import create_temp, describe_os_error, existing_mode, finish_temp, write_target
+from ..atomic_file import create_temp, existing_mode, finish_temp, write_target
+from ..errors import describe_os_error
 
 Writer = Callable[[Path], None]  # writes the whole file at the (temporary) path it is given
 

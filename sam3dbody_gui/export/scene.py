@@ -12,7 +12,7 @@ import trimesh
 
 from ..errors import UserError
 from ..mesh_math import vertex_normals
-from .atomic import atomic_path
+from ..atomic_file import atomic_path
 from .mesh_file import check_mesh_suffix, mesh_bytes, mesh_in_frame
 
 SCENE_FORMATS = (".glb", ".obj", ".ply")

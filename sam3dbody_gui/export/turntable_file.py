@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .atomic import atomic_path
+from ..atomic_file import atomic_path
 from .turnaround import turntable_frames
 
 TURNTABLE_SUFFIXES = (".gif", ".mp4")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..export.atomic import write_bytes_atomic
+from ..atomic_file import write_bytes_atomic
 
 
 def cache_path(cache_dir: Path, stem: str, device: torch.device, **key: object) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import UserError
-from ..export.atomic import atomic_path, write_bytes_atomic
+from ..atomic_file import atomic_path, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..export.atomic import atomic_path
+from ..atomic_file import atomic_path
 from . import body_mesh as bm
 from .body_mesh import (
     ARM_CLAVICLE, ARM_ELBOW, ARM_FOREARM_TWISTS, ARM_INDEX, ARM_MIDDLE, ARM_PINKY, ARM_RING,
@@ -47,6 +47,7 @@ from .body_mesh import (
     LEG_ANKLE, LEG_BALL, LEG_HIP, LEG_KNEE, LEG_SHIN_TWISTS, LEG_SUBTALAR, LEG_THIGH_TWISTS,
     LEG_TOE, NUM_JOINTS, RIGHT_ARM, RIGHT_LEG, ROOT, SPINE, BodyMesh,
 )
+from .momentum_layout import character_layout
 
 SIZES = ("tiny", "full")
 NUM_SHAPE, NUM_EXPR, NUM_MODEL_PARAMS = 45, 72, 204
@@ -245,12 +246,15 @@ def _quat_xyzw_from_rotmat(m: torch.Tensor) -> torch.Tensor:
 class MHRStandinModule(nn.Module):
     """forward(shape[B,45], model_params[B,204], expr[B,72]) → (verts[B,V,3] cm, skeleton[B,127,8])."""
 
-    def __init__(self, tensors: dict, parents: List[int]) -> None:
+    def __init__(self, tensors: dict, parents: List[int], character: nn.Module) -> None:
         super().__init__()
         self.parents = parents
         self.num_joints = len(parents)
         for name, value in tensors.items():
             self.register_buffer(name, value)
+        # The real file's skeleton and skin submodules (read by model/rig_skeleton.py); the
+        # forward below keeps using its own buffers, so its outputs do not depend on them.
+        self.character_torch = character
 
     def forward(self, shape: torch.Tensor, model_params: torch.Tensor, expr: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -545,7 +549,8 @@ def _head_buffers(mesh: BodyMesh, rng) -> dict[str, torch.Tensor]:
     }
 
 
-def _rig_tensors(mesh: BodyMesh, size: str, rng) -> dict[str, torch.Tensor]:
+def _rig_tensors(mesh: BodyMesh, size: str, rng) -> tuple[dict[str, torch.Tensor], nn.Module]:
+    """The forward's buffers, and the same skeleton and skin in the real file's layout."""
     sk = mesh.skeleton
     weights = bm.skinning_weights(mesh)
     normals = bm.vertex_normals(mesh.vertices, mesh.faces)
@@ -572,7 +577,9 @@ def _rig_tensors(mesh: BodyMesh, size: str, rng) -> dict[str, torch.Tensor]:
         "skin_weights": f32(weights),
     }
     tensors.update(_pose_correctives(mesh, HIDDEN_PER_JOINT[size], rng))
-    return tensors
+    character = character_layout(sk.names, sk.parents, sk.rest_local_rotations(), sk.rest_local_offsets(),
+                                 inverse_bind, weights)
+    return tensors, character
 
 
 @contextmanager
@@ -591,10 +598,10 @@ def build_mhr_standin(size: str, seed: int) -> MHRStandin:
         raise ValueError(f"unknown MHR stand-in size {size!r}: use {' or '.join(SIZES)}")
     mesh = bm.build_body_mesh(size)
     rng = np.random.default_rng([seed, 0x4D4852])  # 'MHR': keeps this stream apart from others
-    tensors = _rig_tensors(mesh, size, rng)
+    tensors, character = _rig_tensors(mesh, size, rng)
     head_buffers = _head_buffers(mesh, rng)
     with _torchscript_without_deprecation_warnings():
-        module = torch.jit.script(MHRStandinModule(tensors, list(mesh.skeleton.parents)).eval())
+        module = torch.jit.script(MHRStandinModule(tensors, list(mesh.skeleton.parents), character).eval())
     return MHRStandin(
         size=size,
         seed=seed,

@@ -18,15 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..errors import UserError
+from .errors import UserError, describe_os_error
 
 # What open(path, "w") asks for; the kernel takes the umask (or default ACL) off it.
 PLAIN_FILE_MODE = 0o666
 _TEMP_ATTEMPTS = 100
-
-
-def describe_os_error(exc: OSError) -> str:
-    return exc.strerror or str(exc)
 
 
 def write_target(dest: Path) -> Path:
