@@ -21,7 +21,7 @@ apply (HF_HOME / HF_HUB_CACHE, HF_TOKEN or `hf auth login`, HF_ENDPOINT, HF_HUB_
   (>= RESUMABLE_MIN_BYTES) we keep the partial file instead: in the cache as
   `blobs/<etag>.incomplete` (the name `hf cache scan` reports as an incomplete download), in a
   folder as `.cache/huggingface/download/<file>.<etag>.partial`, and continue it with the
-  library's `http_get(resume_size=...)`. A finished file's SHA-256 is checked against the Hub's
+  library's `http_get(resume_size=...)` — its one non-public call, isolated in hub_http.py. A finished file's SHA-256 is checked against the Hub's
   ETag before the library links it into the cache.
 * Nothing of the user's is deleted or overwritten: a file already in the destination folder
   that differs from the Hub's is kept and reported; the folder of links only ever replaces its
@@ -565,8 +565,12 @@ def _resumable_fetch(f: RepoFile, options: HubOptions, bar, verify: Callable[[in
     earlier run; then hand the finished file to huggingface_hub. False when the file is not
     suitable (not LFS/unknown size): the caller uses hf_hub_download instead."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
+
+    from .hub_http import http_get_problem, http_get_resuming
+
+    if http_get_problem():  # a huggingface_hub without the call we resume with: its own download
+        return False
 
     url = hf_hub_url(f.repo_id, f.filename, revision=options.revision, endpoint=options.endpoint)
     meta = get_hf_file_metadata(url, token=_token_arg(options), endpoint=options.endpoint)
@@ -602,8 +606,7 @@ def _resumable_fetch(f: RepoFile, options: HubOptions, bar, verify: Callable[[in
     with open(partial, "r+b" if partial.exists() else "wb") as fh:
         fh.truncate(have)
         fh.seek(have)
-        http_get(download_url, fh, resume_size=have, headers=headers, expected_size=size,
-                 displayed_filename=f.filename, tqdm_class=bar)
+        http_get_resuming(download_url, fh, have, headers, size, f.filename, bar)
     got = _file_size(partial)
     if got != size:
         raise HubError(f"{f} arrived with {got} bytes instead of {size}; run the download again to resume")
