@@ -8,7 +8,9 @@ way MHR works: identity/expression blendshapes, a linear parameter transform to 
 (translation, XYZ-Euler rotation, log2 scale), forward kinematics over 127 joints, a pose-
 corrective network (6-D rotation features → sparse layer → ReLU → dense layer over all vertex
 coordinates; the sparse layer is re-densified every call, as the traced real one is) and dense
-linear blend skinning. It is saved as TorchScript, so loading it needs no code of ours.
+linear blend skinning. It is saved as TorchScript, so loading it needs no code of ours. Like the
+real file it carries `character_torch.skeleton` and `character_torch.linear_blend_skinning`
+(pymomentum's names and layouts, see momentum_layout.py), which model/rig_skeleton.py reads.
 
 Alongside it come the MHR-head buffers the real checkpoint stores under `head_pose.*` and
 `head_pose_hand.*` (rest rotations, scale/hand PCA, keypoint mapping, hand index lists, ...),
