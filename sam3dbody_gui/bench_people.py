@@ -23,6 +23,7 @@ class PeopleRow:
     persons_per_s: float
     p95_ms: float
     runs: int
+    stages_median_ms: dict = None  # preprocess / backbone / decoder+MHR per photo
 
 
 def crowd_boxes(image_hw: tuple[int, int], box, count: int) -> list[tuple[float, float, float, float]]:
@@ -49,15 +50,20 @@ def people_rows(bench, spec: str, counts: list[int], rounds: int | None = None) 
         bench.progress(f"benchmarking {count} people per photo with {spec}")
         boxes = crowd_boxes(item.image.shape[:2], item.box, count)
         pipeline.run_people(item.image, boxes)  # warm-up: allocations, a first capture per batch size
-        totals = [pipeline.run_people(item.image, boxes)[0].timings_ms["total"] for _ in range(n_rounds)]
+        timings = [pipeline.run_people(item.image, boxes)[0].timings_ms for _ in range(n_rounds)]
+        totals = [t["total"] for t in timings]
         ms = statistics.median(totals)
-        rows.append(PeopleRow(spec, count, ms, 1000.0 * count / ms, float(np.percentile(totals, 95)), len(totals)))
+        stages = {k: statistics.median(t[k] for t in timings) for k in timings[0] if k != "total"}
+        rows.append(PeopleRow(spec, count, ms, 1000.0 * count / ms, float(np.percentile(totals, 95)), len(totals),
+                              stages))
     return rows
 
 
 def format_people_table(rows: list[PeopleRow]) -> str:
     lines = [f"\nseveral people per photo, one batch ({rows[0].config}; detector not included; median of "
-             f"{rows[0].runs} runs)", f"{'people':>6s} {'ms/photo':>9s} {'persons/s':>10s} {'p95 ms':>9s}"]
+             f"{rows[0].runs} runs)", f"{'people':>6s} {'ms/photo':>9s} {'persons/s':>10s} {'p95 ms':>9s}   "
+             + " ".join(f"{s:>12s}" for s in rows[0].stages_median_ms)]
     for r in rows:
-        lines.append(f"{r.people:6d} {r.ms_per_photo:9.2f} {r.persons_per_s:10.1f} {r.p95_ms:9.2f}")
+        lines.append(f"{r.people:6d} {r.ms_per_photo:9.2f} {r.persons_per_s:10.1f} {r.p95_ms:9.2f}   "
+                     + " ".join(f"{v:12.2f}" for v in r.stages_median_ms.values()))
     return "\n".join(lines)
