@@ -22,8 +22,9 @@ import pytest  # noqa: E402
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QImage  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from sam3dbody_gui.cli import SAMPLE_BOX, sample_image_path  # noqa: E402
+from sam3dbody_gui.bundled import SAMPLE_BOX, sample_image_path  # noqa: E402
 from sam3dbody_gui.ui.main_window import MainWindow  # noqa: E402
 from sam3dbody_gui.ui.settings_store import load_settings, recent_files  # noqa: E402
 from sam3dbody_gui.ui.state import Settings  # noqa: E402
@@ -58,6 +59,10 @@ def window(qtbot, store, tiny_model_dir) -> MainWindow:
     w = _make_window(qtbot, store)
     with qtbot.waitSignal(w.modelReady, timeout=RESULT_TIMEOUT_MS):
         w.apply_settings(Settings(model_dir=str(tiny_model_dir)), persist=False)
+    # A load slower than 400 ms shows the progress dialog; when it closes, the offscreen platform
+    # (unlike a window manager) activates no window, and the window's shortcuts need one.
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
     return w
 
 
@@ -102,12 +107,22 @@ def test_result_fills_all_panels(qtbot, window):
     assert window.features.pca_image is not None
     assert (window.features.pca_image.width(), window.features.pca_image.height()) == (w, h)
 
-    # 3. 3-D view: the mesh item holds all vertices, centred, upright (height along Z).
+    # 3. 3-D view: the mesh item holds the result's camera-frame mesh turned upright for
+    # pyqtgraph's Z-up world and centred: x stays, the camera's depth z goes into the screen (+Y)
+    # and the camera's y (down in the photo) becomes -Z, so the head is above the feet.
     md = window.mesh.mesh_item.opts["meshdata"]
-    assert md.vertexes().shape == (v, 3)
     assert md.faces().shape == result.faces.shape
     assert window.mesh.num_vertices == v
-    assert np.allclose(bundle.display_vertices.max(0) + bundle.display_vertices.min(0), 0, atol=1e-4)
+    camera = result.vertices_camera.astype(np.float64)
+    expected = np.stack([camera[:, 0], camera[:, 2], -camera[:, 1]], axis=1)
+    expected -= (expected.max(0) + expected.min(0)) / 2
+    for shown in (bundle.display_vertices, md.vertexes()):
+        assert shown.shape == (v, 3)
+        assert np.allclose(shown, expected, atol=1e-4)
+    shown = md.vertexes()
+    top_of_photo, bottom_of_photo = np.argmin(camera[:, 1]), np.argmax(camera[:, 1])
+    assert shown[top_of_photo, 2] == pytest.approx(shown[:, 2].max())  # the head is the highest point
+    assert shown[bottom_of_photo, 2] == pytest.approx(shown[:, 2].min())  # the feet the lowest
     assert np.allclose(np.linalg.norm(md.vertexNormals(), axis=1), 1, atol=1e-3)
 
     # 4. Latency: numbers in every stage shown (body mode: no hand stages), model description,
@@ -148,6 +163,53 @@ def test_stale_results_are_dropped_not_queued(qtbot, window):
     assert [b.request_id for b in shown] == [ids[-1]]
     assert c.superseded - superseded == 3
     assert c.dropped - dropped == 1
+
+
+def test_shutdown_waits_for_the_running_job_then_takes_no_more(qtbot, window, monkeypatch):
+    """Closing the window waits a while for the job on the pool; one that runs longer is left to
+    finish by itself (is_running says so, for the app's exit), and nothing new starts."""
+    import threading
+
+    c = window.controller
+    release = threading.Event()
+    real_run = c.pipeline.run
+    monkeypatch.setattr(c.pipeline, "run", lambda *a, **k: release.wait(30) and real_run(*a, **k))
+    image = np.full((240, 180, 3), 128, np.uint8)
+    c.request_inference(image, None, image_id=99)
+    qtbot.waitUntil(c.is_running, timeout=RESULT_TIMEOUT_MS)
+    assert not c.shutdown(timeout_ms=50) and c.is_running()
+    c.request_inference(image, None, image_id=99)
+    assert c.pending_infer is not None and c.running is not None  # kept, never started
+    release.set()
+    qtbot.waitUntil(lambda: c.running is None, timeout=RESULT_TIMEOUT_MS)  # its result arrived
+    qtbot.wait(50)
+    assert not c.is_running() and c.pending_infer is not None  # the later request never ran
+    assert c.shutdown(timeout_ms=0)
+
+
+def test_shutdown_right_after_a_request_does_not_wait_for_a_job_not_yet_begun(qtbot):
+    """From inside the event loop (as the window asks), superqt begins a job a timer tick later,
+    a tick the waiting UI thread cannot give: shutdown must not wait for it, and it must skip."""
+    from sam3dbody_gui.ui.worker import InferenceController
+
+    class Pipeline:
+        calls = 0
+
+        def run(self, *a, **k):
+            Pipeline.calls += 1
+
+    c = InferenceController()
+    c.pipeline = Pipeline()
+    seen = {}
+
+    def close_at_once():
+        c.request_inference(np.zeros((8, 8, 3), np.uint8), None, image_id=1)
+        t0 = time.perf_counter()
+        seen["ok"], seen["seconds"] = c.shutdown(timeout_ms=5000), time.perf_counter() - t0
+
+    QTimer.singleShot(0, close_at_once)
+    qtbot.waitUntil(lambda: "ok" in seen and c.running is None, timeout=RESULT_TIMEOUT_MS)
+    assert seen["ok"] and seen["seconds"] < 1.0 and Pipeline.calls == 0 and not c.is_running()
 
 
 def test_run_button_and_f5(qtbot, window):
@@ -232,7 +294,7 @@ def test_export_errors_are_messages(qtbot, window, tmp_path):
     assert not window.export_mesh(tmp_path / "nothing.obj")  # no result yet
     assert "Nothing to export" in window.banner.text.text()
     _open_sample(qtbot, window)
-    assert not window.export_mesh(tmp_path / "mesh.stl")
+    assert not window.export_mesh(tmp_path / "mesh.fbx")  # a format the mesh export does not write
     assert ".obj" in window.banner.text.text()
     assert not window.export_mesh(tmp_path / "no-such-folder" / "mesh.obj")
     assert "does not exist" in window.banner.text.text()
@@ -273,16 +335,20 @@ def test_worker_error_arrives_as_message(qtbot, window):
         window.run_now()  # still works
 
 
-def test_unexpected_worker_exception_is_a_message(qtbot, window, monkeypatch):
+def test_unexpected_worker_exception_is_a_message(qtbot, window, monkeypatch, caplog):
     _open_sample(qtbot, window)
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(window.controller.pipeline, "run", boom)
-    with qtbot.waitSignal(window.errorShown, timeout=RESULT_TIMEOUT_MS) as blocker:
-        window.run_now()
+    with caplog.at_level("ERROR", logger="sam3dbody_gui.ui.worker"):
+        with qtbot.waitSignal(window.errorShown, timeout=RESULT_TIMEOUT_MS) as blocker:
+            window.run_now()
     assert "RuntimeError: kaboom" in blocker.args[0]
+    # The traceback is for the log (the user gets the one line above).
+    logged = [r for r in caplog.records if r.name == "sam3dbody_gui.ui.worker" and r.levelname == "ERROR"]
+    assert len(logged) == 1 and "Traceback" in logged[0].getMessage() and "in boom" in logged[0].getMessage()
     monkeypatch.undo()
     with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS):
         window.run_now()
@@ -306,9 +372,10 @@ def test_broken_model_folder_shows_what_is_missing(qtbot, bare_window, tmp_path,
 
 # --------------------------------------------------------------- no model / demo model ---
 def test_first_start_without_model_explains_and_offers_demo(qtbot, bare_window, monkeypatch, tmp_path):
-    import sam3dbody_gui.cli as cli
+    import sam3dbody_gui.synthetic.demo as demo
+    from sam3dbody_gui.app_paths import MODEL_ENV
 
-    monkeypatch.delenv(cli.MODEL_ENV, raising=False)
+    monkeypatch.delenv(MODEL_ENV, raising=False)
     w = bare_window
     w.start()  # the sample photo, no model
     assert w.state.image is not None and w.state.box == tuple(float(x) for x in SAMPLE_BOX)
@@ -318,7 +385,7 @@ def test_first_start_without_model_explains_and_offers_demo(qtbot, bare_window, 
     assert any("demo model" in t.lower() and "random" in t.lower() for t in labels)
 
     # Taking the offer makes the demo model (here in a temporary cache) and runs on the photo.
-    monkeypatch.setattr(cli, "demo_model_dir", lambda: tmp_path / "demo-model")
+    monkeypatch.setattr(demo, "demo_model_dir", lambda: tmp_path / "demo-model")
     with qtbot.waitSignal(w.resultShown, timeout=RESULT_TIMEOUT_MS * 2):
         w.banner._button_widgets[0].click()
     assert w.state.model.synthetic
@@ -333,10 +400,10 @@ def test_cancelled_model_load_is_discarded(qtbot, bare_window, tiny_model_dir):
     loaded = []
     w.controller.modelLoaded.connect(loaded.append)
     w.apply_settings(Settings(model_dir=str(tiny_model_dir)), persist=False)
-    assert w._progress is not None
+    assert w.load_progress.dialog is not None
     from PySide6.QtWidgets import QPushButton
 
-    w._progress.findChild(QPushButton).click()  # the progress dialog's Cancel button
+    w.load_progress.dialog.findChild(QPushButton).click()  # the progress dialog's Cancel button
     qtbot.waitUntil(lambda: w.controller.running is None, timeout=RESULT_TIMEOUT_MS)
     qtbot.wait(50)
     assert loaded == [] and not w.controller.has_model
@@ -458,34 +525,126 @@ def test_settings_and_geometry_are_remembered(qtbot, store, tiny_model_dir):
     assert w2.opacity.value() == 40
 
 
-def test_settings_dialog_shows_unavailable_choices_with_reasons(qtbot, tiny_model_dir):
-    from sam3dbody_gui.ui.settings_dialog import SettingsDialog
+# What the Settings dialog must offer on each kind of machine (forced with monkeypatching, so
+# every branch runs on any host): (CUDA visible, torch built with CUDA, GPU, compute capability,
+# TensorRT installed) -> the reasons of the unavailable backend, precision and device choices.
+MACHINES = {
+    "cpu-only torch": (False, None, "", None, False),
+    "cuda torch, no gpu": (False, "12.4", "", None, True),
+    "ampere, tensorrt": (True, "12.4", "NVIDIA A100", (8, 0), True),
+    "hopper, no tensorrt": (True, "12.4", "NVIDIA H200", (9, 0), False),
+}
+NO_FP8_CARD = "fp8 needs an NVIDIA GPU with FP8 tensor cores (Ada or Hopper)"
+NO_TENSORRT = "TensorRT is not installed (pip install tensorrt-cu12)"
 
-    d = SettingsDialog(Settings(model_dir=str(tiny_model_dir), backend="tensorrt"))
-    qtbot.addWidget(d)
-    from sam3dbody_gui.runtime.choices import BACKENDS
 
-    keys = [d.backend.itemData(i) for i in range(d.backend.count())]
-    assert keys == list(BACKENDS) and {"auto", "tensorrt", "pt2", "pytorch"} <= set(keys)
-    model = d.backend.model()
-    enabled = {k: model.item(i).isEnabled() for i, k in enumerate(keys)}
-    assert enabled["auto"] and enabled["pytorch"]
-    for k in ("tensorrt", "pt2"):
-        if not enabled[k]:
-            assert d.reasons[k] and model.item(keys.index(k)).toolTip()
-    assert d.backend.currentData() in [k for k, on in enabled.items() if on]  # never an unavailable one
-    assert d.mode.model().item(1).isEnabled() and d.mode.itemData(1) == "full"  # full mode (hand refinement)
+def _force_machine(monkeypatch, has_cuda, torch_cuda, gpu, capability, tensorrt):
     import torch
 
-    if not torch.cuda.is_available():
-        assert not d.device.model().item(d.device.findData("cuda")).isEnabled()
-        assert "CUDA" in d.device_note.text()
-        fp8 = d.precision.model().item(d.precision.findData("fp8"))
-        assert not fp8.isEnabled() and "FP8 tensor cores" in fp8.toolTip()
+    import sam3dbody_gui.ui.backends as backends
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_cuda)
+    monkeypatch.setattr(torch.version, "cuda", torch_cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(backends, "tensorrt_installed", lambda: tensorrt)
+
+
+def _model_folder(tmp_path, tiny_model_dir, exports: bool) -> Path:
+    """A valid model folder (the tiny model's files, linked) with or without backbone exports."""
+    folder = tmp_path / ("with-exports" if exports else "no-exports")
+    (folder / "assets").mkdir(parents=True)
+    for name in ("model.ckpt", "model_config.yaml", "assets/mhr_model.pt"):
+        (folder / name).symlink_to(Path(tiny_model_dir) / name)
+    if exports:
+        (folder / "exports").mkdir()
+        for name in ("backbone.onnx", "backbone.pt2"):
+            (folder / "exports" / name).write_bytes(b"only its presence is checked here")
+    return folder
+
+
+def _choices(combo) -> dict:
+    """key -> (enabled, tooltip, shown text) of every item of a combo box."""
+    model = combo.model()
+    return {combo.itemData(i): (model.item(i).isEnabled(), model.item(i).toolTip(), combo.itemText(i))
+            for i in range(combo.count())}
+
+
+@pytest.mark.parametrize("machine", list(MACHINES))
+def test_settings_dialog_shows_unavailable_choices_with_reasons(qtbot, monkeypatch, tmp_path, tiny_model_dir,
+                                                                 machine):
+    from sam3dbody_gui.runtime.choices import BACKENDS, PRECISIONS
+    from sam3dbody_gui.ui.settings_dialog import SettingsDialog
+
+    has_cuda, torch_cuda, gpu, capability, tensorrt = MACHINES[machine]
+    _force_machine(monkeypatch, *MACHINES[machine])
+    d = SettingsDialog(Settings(model_dir=str(_model_folder(tmp_path, tiny_model_dir, exports=True)),
+                                backend="tensorrt"))
+    qtbot.addWidget(d)
+
+    # Backends: every one listed; only TensorRT can be missing here (the folder has both exports).
+    backend_reason = {} if has_cuda and tensorrt else \
+        {"tensorrt": NO_TENSORRT if not tensorrt else "TensorRT needs a CUDA GPU"}
+    backends = _choices(d.backend)
+    assert list(backends) == list(BACKENDS) and {"auto", "tensorrt", "pt2", "pytorch"} <= set(backends)
+    for key, (enabled, tip, text) in backends.items():
+        reason = backend_reason.get(key, "")
+        assert (enabled, tip, text.endswith(" — unavailable")) == (not reason, reason, bool(reason)), key
+    assert d.reasons == backend_reason
+    assert all(r in d.backend_note.text() for r in backend_reason.values())
+    # The saved choice is kept when it can run, otherwise Auto (never an unavailable one).
+    assert d.backend.currentData() == ("tensorrt" if not backend_reason else "auto")
+
+    # Precisions: only fp8 can be missing: it needs FP8 tensor cores (compute capability 8.9+).
+    if not has_cuda:
+        fp8_reason = NO_FP8_CARD
+    elif capability < (8, 9):
+        fp8_reason = f"fp8 needs FP8 tensor cores (Ada or Hopper); {gpu} has none"
+    else:
+        fp8_reason = ""
+    precisions = _choices(d.precision)
+    assert list(precisions) == list(PRECISIONS)
+    for key, (enabled, tip, text) in precisions.items():
+        reason = fp8_reason if key == "fp8" else ""
+        assert (enabled, tip, text.endswith(" — unavailable")) == (not reason, reason, bool(reason)), key
+
+    # Devices: CUDA needs a GPU, and says whether torch or the machine lacks it; Auto says which.
+    devices = _choices(d.device)
+    assert list(devices) == ["auto", "cpu", "cuda"]
+    assert devices["auto"][:2] == (True, "") and devices["auto"][2] == ("Auto (CUDA)" if has_cuda else "Auto (CPU)")
+    assert devices["cpu"] == (True, "", "CPU")
+    if has_cuda:
+        assert devices["cuda"] == (True, "", f"CUDA ({gpu})") and d.device_note.text() == ""
+    else:
+        reason = "this PyTorch build has no CUDA support" if torch_cuda is None else "no CUDA GPU is visible"
+        assert devices["cuda"] == (False, reason, "CUDA — unavailable")
+        assert d.device_note.text() == f"CUDA: {reason}."
+
+    assert d.mode.model().item(1).isEnabled() and d.mode.itemData(1) == "full"  # full mode (hand refinement)
     d.precision.setCurrentIndex(d.precision.findData("bf16"))
     d.demo.setChecked(True)
     s = d.result_settings()
     assert s.precision == "bf16" and s.use_demo_model and s.mode == "body"
+
+
+def test_settings_dialog_says_which_backbone_export_a_folder_lacks(qtbot, monkeypatch, tmp_path, tiny_model_dir):
+    from sam3dbody_gui.runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES
+    from sam3dbody_gui.ui.settings_dialog import SettingsDialog
+
+    _force_machine(monkeypatch, *MACHINES["hopper, no tensorrt"][:4], True)  # TensorRT could run
+    bare = _model_folder(tmp_path, tiny_model_dir, exports=False)
+    d = SettingsDialog(Settings(model_dir=str(bare), backend="pt2"))
+    qtbot.addWidget(d)
+    expected = {"tensorrt": f"the model folder has no backbone ONNX ({' or '.join(ONNX_CANDIDATES)})",
+                "pt2": f"the model folder has no .pt2 backbone ({' or '.join(PT2_CANDIDATES)})"}
+    assert d.reasons == expected
+    backends = _choices(d.backend)
+    for key, (enabled, tip, _text) in backends.items():
+        assert (enabled, tip) == (key not in expected, expected.get(key, "")), key
+    assert d.backend.currentData() == "auto"
+    # The demo model is made with its exports when chosen: nothing is refused for it up front.
+    d.demo.setChecked(True)
+    assert d.reasons == {} and all(enabled for enabled, _, _ in _choices(d.backend).values())
 
 
 def test_box_dialog_values_apply(qtbot, window, monkeypatch):

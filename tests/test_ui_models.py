@@ -290,7 +290,7 @@ def test_first_start_uses_a_model_already_in_the_cache(qtbot, store, monkeypatch
 
 
 def test_the_dialogs_choice_loads_the_model(qtbot, store, tiny_model_dir, tmp_path, monkeypatch):
-    import sam3dbody_gui.cli as cli
+    from sam3dbody_gui.synthetic import demo
 
     w = MainWindow(store)
     qtbot.addWidget(w)
@@ -298,7 +298,7 @@ def test_the_dialogs_choice_loads_the_model(qtbot, store, tiny_model_dir, tmp_pa
     with qtbot.waitSignal(w.modelReady, timeout=TIMEOUT_MS):
         w.apply_model_choice(("folder", Path(tiny_model_dir)))
     assert w.state.settings.model_dir == str(tiny_model_dir) and not w.state.settings.use_demo_model
-    monkeypatch.setattr(cli, "demo_model_dir", lambda: tmp_path / "demo-model")
+    monkeypatch.setattr(demo, "demo_model_dir", lambda: tmp_path / "demo-model")
     with qtbot.waitSignal(w.modelReady, timeout=TIMEOUT_MS * 2):
         w.apply_model_choice(("demo", None))
     assert w.state.model.synthetic

@@ -42,6 +42,12 @@ def cuda_available() -> bool:
         return False
 
 
+def tensorrt_installed() -> bool:
+    """Whether a `tensorrt` package is there to try (the runtime checks, at load time, that it
+    imports and is a supported version)."""
+    return importlib.util.find_spec("tensorrt") is not None
+
+
 def fp8_unavailable_reason() -> str:
     """Why fp8 cannot run here ("" when it can): it needs an NVIDIA GPU with FP8 tensor cores."""
     if not cuda_available():
@@ -76,7 +82,7 @@ def backend_choices(model_dir: Optional[Path] = None) -> list[BackendChoice]:
     for key, label in BACKENDS:
         reason = ""
         if key == "tensorrt":
-            if importlib.util.find_spec("tensorrt") is None:
+            if not tensorrt_installed():
                 reason = "TensorRT is not installed (pip install tensorrt-cu12)"
             elif not has_cuda:
                 reason = "TensorRT needs a CUDA GPU"
@@ -108,7 +114,7 @@ def device_choices() -> list[DeviceChoice]:
 def resolve_model_dir(settings: Settings) -> Path:
     """The folder to load; for the demo model, make it first (on the worker: ~1 s)."""
     if settings.use_demo_model:
-        from ..cli import ensure_demo_model
+        from ..synthetic.demo import ensure_demo_model
 
         return ensure_demo_model(progress=lambda m: None)
     if not settings.model_dir:

@@ -1,8 +1,8 @@
-"""The worker thread and the controller that feeds it (latest-wins).
+"""Background work for the window and the controller that feeds it (latest-wins).
 
-One QThread runs one job at a time: load a model, or run an inference (+ the post-processing
-the views need). The controller lives on the UI thread and keeps at most one pending job of
-each kind:
+One job runs at a time, on a thread of Qt's pool (superqt's `create_worker`, as napari does):
+load a model, or run an inference (+ the post-processing the views need). The controller lives
+on the UI thread and keeps at most one pending job of each kind:
 
   * a new inference request replaces the pending one (never a queue of stale boxes), and a
     result whose request is no longer the newest is dropped when it arrives;
@@ -10,24 +10,33 @@ each kind:
     job and its result is discarded when it arrives (the previous model stays in use);
   * pending loads run before pending inferences, so an inference uses the newest model.
 
-The worker never touches a widget; it sends plain Python objects back through queued signals.
+A job never touches a widget; it sends plain Python objects back through queued signals.
 Errors come back as one readable line: a `UserError`'s own message, anything else as
-"TypeName: message" (and the window keeps going).
+"TypeName: message" (and the window keeps going); the traceback of an unexpected one goes to
+this module's logger.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
+from superqt.utils import create_worker
 
 from .state import Box, Settings
+
+log = logging.getLogger(__name__)
+# What Python's default warning filter hides outside __main__.
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 @dataclass
@@ -51,7 +60,7 @@ class Outcome:
     value: Any = None  # load: LoadedPipeline; infer: ResultBundle
     error: str = ""  # one line for the user
     user_error: bool = False  # a UserError (the user can fix it) rather than a bug
-    details: str = ""  # traceback of an unexpected error (for the log / details box)
+    details: str = ""  # traceback of an unexpected error (for the log)
     seconds: float = 0.0
 
 
@@ -87,29 +96,31 @@ def _decoder_label(pipeline) -> str:
     return getattr(pipeline, "decoder_label", "eager")  # test doubles may lack it
 
 
-class Worker(QObject):
-    done = Signal(object)  # Outcome
-    progress = Signal(int, str)  # job id, message
+class JobRunner:
+    """Does one job on a pool thread and always returns an Outcome (never raises). Plain
+    Python: it knows nothing of Qt, and jobs reach it one at a time."""
 
-    @Slot(object)
-    def run(self, job: Job) -> None:
+    def __init__(self) -> None:
+        self._photo_key: tuple = ()  # (pipeline, photo) of the last inference
+
+    def run(self, job: Job, say: Callable[[str], None]) -> Outcome:
         t0 = time.perf_counter()
         try:
-            value = self._load(job) if job.kind == "load" else self._infer(job)
+            value = self._load(job, say) if job.kind == "load" else self._infer(job)
             outcome = Outcome(job, value=value)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message
             message, user = describe_error(exc)
             outcome = Outcome(job, error=message, user_error=user,
                               details="" if user else traceback.format_exc())
         outcome.seconds = time.perf_counter() - t0
-        self.done.emit(outcome)
+        return outcome
 
-    def _load(self, job: Job) -> LoadedPipeline:
+    def _load(self, job: Job, say: Callable[[str], None]) -> Optional[LoadedPipeline]:
         from ..synthetic.make import is_synthetic
         from .backends import build_pipeline_for, resolve_model_dir
 
         def progress(message, *_args) -> bool:
-            self.progress.emit(job.id, str(message))
+            say(str(message))
             return not job.cancelled
 
         if job.settings.use_demo_model:
@@ -125,28 +136,30 @@ class Worker(QObject):
         return LoadedPipeline(pipeline, Path(folder), pipeline.backbone.info.name, pipeline.backbone.info.label(),
                               is_synthetic(folder), _decoder_label(pipeline))
 
-    _last_image: tuple = ()
-
     def _infer(self, job: Job):
         from .render import make_bundle
 
         key = (id(job.pipeline), job.image_id)
-        if key != self._last_image:
+        if key != self._photo_key:
             # The pipeline may keep the photo on the GPU, keyed by its memory address; a new
             # photo can reuse a freed one's address, so say explicitly that the photo changed.
             forget = getattr(job.pipeline, "forget_image", None)
             if callable(forget):
                 forget()
-            self._last_image = key
+            self._photo_key = key
         result = job.pipeline.run(job.image, job.box, None, mode=job.mode)
         return make_bundle(job.id, result, job.box, job.image_id, job.submitted_at)
 
 
-_ORPHANS: list = []  # worker threads still finishing a job after their window closed
+class _ProgressRelay(QObject):
+    """Carries a running load's progress lines to the UI thread (queued: it lives there).
+    It has no parent, so a job that outlives its window still has somewhere to say things."""
+
+    progress = Signal(int, str)  # job id, message
 
 
 class InferenceController(QObject):
-    """Owns the worker thread; all its methods run on the UI thread."""
+    """Feeds the pool one job at a time; all its methods run on the UI thread."""
 
     resultReady = Signal(object)  # ResultBundle (only the newest request's)
     inferenceFailed = Signal(str, bool)  # message, user_error
@@ -155,19 +168,18 @@ class InferenceController(QObject):
     loadCancelled = Signal()
     loadProgress = Signal(str)
     busyChanged = Signal(bool)
-    _submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ids = itertools.count(1)
-        self._thread = QThread()
-        self._thread.setObjectName("sam3dbody-worker")
-        self._worker = Worker()
-        self._worker.moveToThread(self._thread)
-        self._submit.connect(self._worker.run)
-        self._worker.done.connect(self._on_done)
-        self._worker.progress.connect(self._on_progress)
-        self._thread.start()
+        self._runner = JobRunner()
+        self._relay = _ProgressRelay()
+        self._relay.progress.connect(self._on_progress)
+        self._idle = threading.Event()  # no job is executing on the pool
+        self._idle.set()
+        self._started = threading.Event()  # the last job dispatched has begun on the pool
+        self._closing = threading.Event()  # shut down: jobs not begun yet are skipped
+        self._warned: set[tuple] = set()  # job warnings already logged (see _on_warning)
         self.pipeline: Any = None
         self.loaded: Optional[LoadedPipeline] = None
         self.running: Optional[Job] = None
@@ -231,22 +243,24 @@ class InferenceController(QObject):
             self.pending_infer is not None and self.pipeline is not None)
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """Stop the worker thread; False if a job still runs after `timeout_ms` (a model load or
-        a long CPU inference cannot be interrupted): the thread is then kept alive, unowned,
-        until it finishes, because destroying a running QThread aborts the process."""
+        """Take no more jobs and wait for the running one; False if it still runs after
+        `timeout_ms` (a model load or a long CPU inference cannot be interrupted): it then
+        finishes on its pool thread by itself and its result goes nowhere."""
+        self._closing.set()
         self.pending_infer = self.pending_load = None
-        self._thread.quit()
-        if self._thread.wait(timeout_ms):
+        if not self._started.is_set():
+            # superqt starts a job one timer tick after it is asked to, a tick this thread
+            # cannot give while it waits here; seeing `_closing`, the job will skip itself.
             return True
-        _ORPHANS.append((self._thread, self._worker))
-        return False
+        return self._idle.wait(timeout_ms / 1000)
 
     def is_running(self) -> bool:
-        return self._thread.isRunning()
+        """Whether a job is executing on the pool right now (the window's exit asks)."""
+        return self._started.is_set() and not self._idle.is_set()
 
     # -- plumbing ------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self.running is None:
+        if self.running is None and not self._closing.is_set():
             job = None
             if self.pending_load is not None:
                 job, self.pending_load = self.pending_load, None
@@ -255,8 +269,28 @@ class InferenceController(QObject):
                 job.pipeline = self.pipeline
             if job is not None:
                 self.running = job
-                self._submit.emit(job)
+                self._start(job)
         self._emit_busy()
+
+    def _start(self, job: Job) -> None:
+        # The job gets what it needs, not the controller: the window (and this object with
+        # it) may be gone before a long load ends.
+        runner, relay, idle, started, closing = self._runner, self._relay, self._idle, self._started, self._closing
+
+        def say(message: str) -> None:
+            relay.progress.emit(job.id, message)
+
+        def work() -> Optional[Outcome]:
+            started.set()  # before looking at `closing`: shutdown looks at them the other way round
+            try:
+                return None if closing.is_set() else runner.run(job, say)
+            finally:
+                idle.set()
+
+        idle.clear()
+        started.clear()
+        create_worker(work, _connect={"returned": self._on_done, "errored": self._on_crash,
+                                      "warned": self._on_warning}, _start_thread=True)
 
     def _emit_busy(self) -> None:
         self.busyChanged.emit(self.busy)
@@ -267,16 +301,35 @@ class InferenceController(QObject):
             self.loadProgress.emit(message)
 
     @Slot(object)
-    def _on_done(self, outcome: Outcome) -> None:
-        job = outcome.job
+    def _on_warning(self, args: tuple) -> None:
+        # superqt catches a job's warnings (under an "always" filter, with `showwarning` swapped
+        # for its signal, so they must not be issued again: that would come straight back
+        # here). Log them as Python's default filter would show them: once per place, and not
+        # the kinds it hides (a library's DeprecationWarning).
+        message, category, filename, lineno = args[:4]
+        key = (category, str(message), filename, lineno)
+        if not issubclass(category, HIDDEN_WARNINGS) and key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", warnings.formatwarning(message, category, filename, lineno).rstrip())
+
+    @Slot(object)
+    def _on_crash(self, exc: BaseException) -> None:
+        # JobRunner.run catches everything, so this means the plumbing itself broke.
+        log.error("background job crashed", exc_info=(type(exc), exc, exc.__traceback__))
         self.running = None
+        self._dispatch()
+
+    @Slot(object)
+    def _on_done(self, outcome: Optional[Outcome]) -> None:
+        self.running = None
+        if outcome is None:
+            return  # skipped: it began after the shutdown
+        job = outcome.job
         if job.kind == "load":
             if job.cancelled or job.id != self.latest_load_id:
                 pass  # cancelled or superseded: discard (the previous model stays)
             elif outcome.error:
-                self.last_error = outcome.error
-                if outcome.details:
-                    print(outcome.details, flush=True)
+                self._log_failure("model load", outcome)
                 self.modelFailed.emit(outcome.error, outcome.user_error)
             elif outcome.value is not None:
                 self.loaded = outcome.value
@@ -286,11 +339,14 @@ class InferenceController(QObject):
             if job.id != self.latest_infer_id:
                 self.dropped += 1  # a newer request exists: this result is stale
             elif outcome.error:
-                self.last_error = outcome.error
-                if outcome.details:
-                    print(outcome.details, flush=True)
+                self._log_failure("inference", outcome)
                 self.inferenceFailed.emit(outcome.error, outcome.user_error)
             else:
                 outcome.value.shown_ms = (time.perf_counter() - job.submitted_at) * 1e3
                 self.resultReady.emit(outcome.value)
         self._dispatch()
+
+    def _log_failure(self, what: str, outcome: Outcome) -> None:
+        self.last_error = outcome.error
+        if outcome.details:  # an unexpected error: the traceback is for whoever reads the log
+            log.error("%s failed: %s\n%s", what, outcome.error, outcome.details.rstrip())
