@@ -27,9 +27,9 @@ from .pipeline.calibration import calibration_for
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
 from .pipeline.pipeline import Pipeline, batch_decoder_for, gpu_stages
-from .runtime.base import BackboneBackend
+from .runtime.backbones.base import BackboneBackend
 from .model.model_folder import PT2_CANDIDATES, find_backbone_file
-from .runtime.select import BackendRequest, open_backend, plan_backend
+from .runtime.backbones.plan import BackendRequest, open_backend, plan_backend
 
 GPU_WARMUP_S, GPU_ITERATIONS = 2.0, 300
 CPU_WARMUP_ITERATIONS, CPU_ITERATIONS = 1, 5
@@ -60,11 +60,11 @@ def default_configs(device: torch.device, model_dir: Path) -> list[str]:
     configs = ["pytorch:fp32"]
     if device.type == "cuda":
         configs += ["pytorch:fp16", "pytorch:bf16", "compiled:bf16"]
-        from .runtime.fp8 import fp8_supported
+        from .runtime.backbones.fp8 import fp8_supported
 
         if fp8_supported(device):
             configs.append("compiled:fp8")
-        from .runtime.select import tensorrt_available
+        from .runtime.backbones.plan import tensorrt_available
 
         if tensorrt_available():
             configs.append("tensorrt")
@@ -210,7 +210,7 @@ class Bench:
 
 def default_e2e_configs(device: torch.device) -> list[str]:
     if device.type == "cuda":
-        from .runtime.fp8 import fp8_supported
+        from .runtime.backbones.fp8 import fp8_supported
 
         fast = f"compiled:{'fp8' if fp8_supported(device) else 'bf16'}+dec-compiled+dec-bf16"  # the compiled default
         return ["pytorch:fp32", "pytorch:bf16+graph", "compiled:bf16+dec-compiled", fast, fast + "+full"]

@@ -13,7 +13,7 @@ apply (HF_HOME / HF_HUB_CACHE, HF_TOKEN or `hf auth login`, HF_ENDPOINT, HF_HUB_
   (`local_dir`, the library's own layout with its `.cache/huggingface/` metadata).
 * The app uses a cached model through a folder of links that it owns
   (`<user data>/models/sam-3d-body-dinov3`): the two repositories' files side by side, in the
-  layout `model/model_folder.py` and `runtime/select.py` expect. The cache itself is left as the
+  layout `model/model_folder.py` and `runtime/backbones/plan.py` expect. The cache itself is left as the
   library made it.
 * Resuming: huggingface_hub (2.x) downloads into a process-unique temporary file and deletes it
   when the download fails or is interrupted, so on its own it resumes only within one call (it

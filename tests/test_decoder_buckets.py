@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sam3dbody_gui.model.crop_camera import CropCamera
-from sam3dbody_gui.runtime import decoder_buckets
-from sam3dbody_gui.runtime.decoder_buckets import BucketedBodyDecoder, bucket_for
+from sam3dbody_gui.runtime.decoders import decoder_buckets
+from sam3dbody_gui.runtime.decoders.decoder_buckets import BucketedBodyDecoder, bucket_for
 
 
 def _inputs(model, n: int, device="cpu"):

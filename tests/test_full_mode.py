@@ -283,7 +283,7 @@ def test_bench_end_to_end_table_has_a_full_mode_row(tiny_model_dir):
 
 def test_hand_decoder_graph_falls_back_to_eager(tiny_loaded):
     """The pipeline's hand pass: a CUDA graph on GPUs; a failed capture (here: no CUDA) runs eager."""
-    from sam3dbody_gui.runtime.hand_graph import LazyHandDecoder
+    from sam3dbody_gui.runtime.decoders.hand_graph import LazyHandDecoder
 
     model = tiny_loaded.model
     features, cams = _hand_inputs(model)

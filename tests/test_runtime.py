@@ -11,10 +11,10 @@ import torch
 from sam3dbody_gui.errors import DeviceError, ModelFolderError, UserError
 from sam3dbody_gui.model.model_folder import find_model_files
 from sam3dbody_gui.pipeline.pipeline import build_pipeline
-from sam3dbody_gui.runtime.compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
-from sam3dbody_gui.runtime.pt2_backend import ExportedProgramBackbone
-from sam3dbody_gui.runtime.pytorch_backend import PyTorchBackbone
-from sam3dbody_gui.runtime.select import BackendRequest, plan_backend
+from sam3dbody_gui.runtime.backbones.compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
+from sam3dbody_gui.runtime.backbones.pt2_backend import ExportedProgramBackbone
+from sam3dbody_gui.runtime.backbones.pytorch_backend import PyTorchBackbone
+from sam3dbody_gui.runtime.backbones.plan import BackendRequest, plan_backend
 
 ARCH = "sam3dbody_gui_tiny"
 
@@ -86,7 +86,7 @@ def test_auto_on_cpu_is_eager_fp32(tiny_model_dir, tmp_path):
 
 def test_tensorrt_missing_is_a_clear_message(tiny_model_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails even where it is installed
-    from sam3dbody_gui.runtime.tensorrt_backend import import_tensorrt
+    from sam3dbody_gui.runtime.backbones.tensorrt_backend import import_tensorrt
 
     with pytest.raises(DeviceError, match="pip install tensorrt-cu12"):
         import_tensorrt()
@@ -123,7 +123,7 @@ def test_pipeline_with_pt2_backend_gives_the_same_mesh(tiny_model_dir, tiny_load
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_cuda_graph_decoder_matches_eager_and_follows_new_inputs(tiny_model_dir):
     from sam3dbody_gui.model.model_folder import load_model_folder
-    from sam3dbody_gui.runtime.decoder_graph import graph_body_decoder
+    from sam3dbody_gui.runtime.decoders.decoder_graph import graph_body_decoder
 
     loaded = load_model_folder(tiny_model_dir, device="cuda")
     graphed = graph_body_decoder(loaded.model, 512, torch.device("cuda"))
@@ -138,7 +138,7 @@ def test_cuda_graph_decoder_matches_eager_and_follows_new_inputs(tiny_model_dir)
 
 def test_fp8_linear_tracks_the_bf16_linear():
     """Per-channel weight / per-token activation e4m3 scaling: a few % error, never a blow-up."""
-    from sam3dbody_gui.runtime.fp8 import Fp8Linear
+    from sam3dbody_gui.runtime.backbones.fp8 import Fp8Linear
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 512)
@@ -164,7 +164,7 @@ def test_fp8_calibration_fixes_one_scale_per_layer_close_to_per_token_scaling(ti
     close to the per-token-scaled ones on a crop that was not in the calibration set."""
     import copy
 
-    from sam3dbody_gui.runtime.fp8 import Fp8Linear, calibrate_fp8_, quantize_backbone_fp8
+    from sam3dbody_gui.runtime.backbones.fp8 import Fp8Linear, calibrate_fp8_, quantize_backbone_fp8
     from sam3dbody_gui.pipeline.calibration import calibration_crops
 
     encoder = quantize_backbone_fp8(copy.deepcopy(tiny_loaded.model.backbone.encoder))
@@ -185,8 +185,8 @@ def test_fp8_calibration_fixes_one_scale_per_layer_close_to_per_token_scaling(ti
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled decoder pass is captured on CUDA")
 def test_compiled_decoder_matches_eager_and_loads_from_its_cache(tiny_model_dir, tmp_path):
     from sam3dbody_gui.model.model_folder import load_model_folder
-    from sam3dbody_gui.runtime.compiled_decoder import CompiledBodyDecoder
-    from sam3dbody_gui.runtime.decoder_graph import plausible_camera
+    from sam3dbody_gui.runtime.decoders.compiled_decoder import CompiledBodyDecoder
+    from sam3dbody_gui.runtime.decoders.decoder_graph import plausible_camera
 
     loaded = load_model_folder(tiny_model_dir, device="cuda")
     dev = torch.device("cuda")
@@ -206,7 +206,7 @@ def test_compiled_decoder_matches_eager_and_loads_from_its_cache(tiny_model_dir,
 
 
 def test_agreement_check_accepts_equal_passes_and_names_the_key_that_differs():
-    from sam3dbody_gui.runtime.decoder_graph import check_agreement
+    from sam3dbody_gui.runtime.decoders.decoder_graph import check_agreement
 
     want = {"a": torch.ones(3), "b": torch.tensor([1.0, -2.0])}
     check_agreement({"a": torch.ones(3) * (1 + 1e-6), "b": want["b"].clone()}, want, ("a", "b"), 1e-4, "pass")

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from sam3dbody_gui.errors import UserError
-from sam3dbody_gui.runtime import tensorrt_build
-from sam3dbody_gui.runtime.tensorrt_backend import TensorRTBackbone
-from sam3dbody_gui.runtime.tensorrt_callbacks import make_logger
+from sam3dbody_gui.runtime.backbones import tensorrt_build
+from sam3dbody_gui.runtime.backbones.tensorrt_backend import TensorRTBackbone
+from sam3dbody_gui.runtime.backbones.tensorrt_callbacks import make_logger
 from trt_double import CALLER_STREAM, DEFAULT_STREAM_WARNING, TRT_STREAM, FakePlacement, fake_onnx, make_tensorrt
 
 VERSIONS = ("10.16", "11.1")

@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from sam3dbody_gui.errors import DeviceError, ModelFolderError, UserError
-from sam3dbody_gui.runtime import select, tensorrt_cache
-from sam3dbody_gui.runtime.tensorrt_backend import TensorRTBackbone, _torch_dtype
-from sam3dbody_gui.runtime.tensorrt_build import BuildSettings, Recipe
-from sam3dbody_gui.runtime.tensorrt_cache import (engine_cache_key, file_lock, mapped, onnx_digest, read_meta,
+from sam3dbody_gui.runtime.backbones import plan as backend_plan, tensorrt_cache
+from sam3dbody_gui.runtime.backbones.tensorrt_backend import TensorRTBackbone, _torch_dtype
+from sam3dbody_gui.runtime.backbones.tensorrt_build import BuildSettings, Recipe
+from sam3dbody_gui.runtime.backbones.tensorrt_cache import (engine_cache_key, file_lock, mapped, onnx_digest, read_meta,
                                                   write_engine)
-from sam3dbody_gui.runtime.tensorrt_callbacks import EngineBuildCancelled, make_logger, make_monitor
-from sam3dbody_gui.runtime.tensorrt_import import import_tensorrt, tensorrt_status
+from sam3dbody_gui.runtime.backbones.tensorrt_callbacks import EngineBuildCancelled, make_logger, make_monitor
+from sam3dbody_gui.runtime.backbones.tensorrt_import import import_tensorrt, tensorrt_status
 from trt_double import FakePlacement, fake_onnx, make_tensorrt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def open_backbone(trt, tmp_path, **kwargs) -> TensorRTBackbone:
 
 def test_logger_keeps_error_lines_and_routes_everything_to_python_logging(trt, caplog):
     logger = make_logger(trt)
-    caplog.set_level("DEBUG", logger="sam3dbody_gui.runtime.tensorrt_callbacks")
+    caplog.set_level("DEBUG", logger="sam3dbody_gui.runtime.backbones.tensorrt_callbacks")
     severity = trt.ILogger.Severity
     logger.log(severity.WARNING, "a warning")
     logger.log(severity.ERROR, "parse failed at node 7")
@@ -136,7 +136,7 @@ def plan_on_fake_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
     files = types.SimpleNamespace(folder=tmp_path / "model")
-    return select.plan_backend(select.BackendRequest(cache_dir=tmp_path / "cache"), files, torch.device("cuda"),
+    return backend_plan.plan_backend(backend_plan.BackendRequest(cache_dir=tmp_path / "cache"), files, torch.device("cuda"),
                                "sam3dbody_gui_tiny", 512)
 
 
@@ -144,7 +144,7 @@ def test_auto_falls_back_from_a_broken_tensorrt_and_says_why(tmp_path, monkeypat
     fake_package(tmp_path, monkeypatch, "raise OSError('libcudart.so.12: cannot open shared object file')")
     plan = plan_on_fake_gpu(tmp_path, monkeypatch)
     assert plan.kind == "pytorch" and "libcudart.so.12" in plan.reason
-    assert not select.tensorrt_available()
+    assert not backend_plan.tensorrt_available()
 
 
 def test_auto_picks_a_usable_tensorrt(trt, tmp_path, monkeypatch):
@@ -234,7 +234,7 @@ def test_the_engine_lock_excludes_another_process(tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
             from pathlib import Path
-            from sam3dbody_gui.runtime.tensorrt_cache import file_lock
+            from sam3dbody_gui.runtime.backbones.tensorrt_cache import file_lock
             with file_lock(Path({str(lock)!r})):
                 print("held", flush=True)
                 sys.stdin.readline()

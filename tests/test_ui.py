@@ -628,7 +628,7 @@ def test_settings_dialog_shows_unavailable_choices_with_reasons(qtbot, monkeypat
 
 
 def test_settings_dialog_says_which_backbone_export_a_folder_lacks(qtbot, monkeypatch, tmp_path, tiny_model_dir):
-    from sam3dbody_gui.runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES
+    from sam3dbody_gui.runtime.backbones.plan import ONNX_CANDIDATES, PT2_CANDIDATES
     from sam3dbody_gui.ui.settings_dialog import SettingsDialog
 
     _force_machine(monkeypatch, *MACHINES["hopper, no tensorrt"][:4], True)  # TensorRT could run
@@ -704,7 +704,7 @@ def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
     from sam3dbody_gui.export.overlay import render_overlay
     from sam3dbody_gui.pipeline.image_io import load_image
     from sam3dbody_gui.pipeline.pipeline import Pipeline
-    from sam3dbody_gui.runtime.pytorch_backend import PyTorchBackbone
+    from sam3dbody_gui.runtime.backbones.pytorch_backend import PyTorchBackbone
     from sam3dbody_gui.ui.render import compose_overlay, make_bundle
 
     image = load_image(sample_image_path())

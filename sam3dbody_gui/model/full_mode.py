@@ -88,7 +88,7 @@ def decode_hands(model: SAM3DBody, features: torch.Tensor, cams: CropCamera) -> 
     hands, [B, 2B) the right hands. Returns the hand pass with the left rows mirrored back where
     the body needs them (hand PCA, wrist rotation, hand scale); 2-D keypoints stay in each crop's
     own photo (the left ones in the mirrored photo). Static shapes, no host syncs and no
-    host-made tensors, so it can be captured as a CUDA graph (runtime/hand_graph.py)."""
+    host-made tensors, so it can be captured as a CUDA graph (runtime/decoders/hand_graph.py)."""
     feats = model.prompt_encoder.add_no_mask(features.to(model.decoder_dtype))
     out = model.run_decoder(model.hand_branch(), feats, cams, model.box_prompt(feats.shape[0], feats.device))
     n = feats.shape[0] // 2

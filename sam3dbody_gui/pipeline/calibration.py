@@ -20,5 +20,5 @@ def calibration_crops(config: ModelConfig, device: torch.device) -> Iterator[tor
 
 
 def calibration_for(config: ModelConfig, device: torch.device) -> Callable[[], Iterator[torch.Tensor]]:
-    """What runtime.select.open_backend takes: made lazily, only when a backbone is quantised."""
+    """What runtime.backbones.plan.open_backend takes: made lazily, only when a backbone is quantised."""
     return lambda: calibration_crops(config, device)

@@ -25,8 +25,8 @@ import torch
 from ..model.crop_camera import CropCamera
 from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
-from ..runtime.base import BackboneBackend
-from ..runtime.pytorch_backend import PRECISION_NAMES
+from ..runtime.backbones.base import BackboneBackend
+from ..runtime.backbones.pytorch_backend import PRECISION_NAMES
 from .device_crop import DeviceCropper
 from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
 from .result import HAND_CHECK_NAMES, MODES, HandChecksPassed, HandMeasurements, HandRefinement, MeshResult
@@ -63,7 +63,7 @@ class Pipeline:
         self.backbone = backbone
         self.decoder: BodyDecoder = decoder or self.model.decode_body
         if hand_decoder is None:  # full mode's hand pass; build_pipeline gives a CUDA-graph one on GPUs
-            from ..runtime.hand_graph import LazyHandDecoder
+            from ..runtime.decoders.hand_graph import LazyHandDecoder
 
             hand_decoder = LazyHandDecoder(self.model, self.config.crop_size, loaded.device, graph=False)
         self.hand_decoder = hand_decoder
@@ -303,7 +303,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
-    from ..runtime.select import BackendRequest, open_backend, plan_backend
+    from ..runtime.backbones.plan import BackendRequest, open_backend, plan_backend
     from .calibration import calibration_for
 
     dev = resolve_device(device)
@@ -336,15 +336,15 @@ def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None
     fails, say so and use the plain captured one (False: raise, e.g. to benchmark it)."""
     if device.type != "cuda" or not (graph or compiled):
         return None, None, None
-    from ..runtime.decoder_graph import graph_body_decoder
-    from ..runtime.hand_graph import LazyHandDecoder
-    from ..runtime.select import default_cache_dir
+    from ..runtime.decoders.decoder_graph import graph_body_decoder
+    from ..runtime.decoders.hand_graph import LazyHandDecoder
+    from ..runtime.backbones.plan import default_cache_dir
 
     crop_size = loaded.config.crop_size
     cache_dir = cache_dir or default_cache_dir()
     decoder = cropper = None
     if compiled:
-        from ..runtime.compiled_decoder import CompiledBodyDecoder
+        from ..runtime.decoders.compiled_decoder import CompiledBodyDecoder
 
         progress("compiling the GPU crop (seconds; cached)")
         cropper = DeviceCropper(device, loaded.config.image_mean, loaded.config.image_std, compiled=True,
@@ -367,6 +367,6 @@ def batch_decoder_for(loaded: LoadedModel, device: torch.device, graph: bool) ->
     eager pass) elsewhere."""
     if device.type != "cuda" or not graph:
         return None
-    from ..runtime.decoder_buckets import BucketedBodyDecoder
+    from ..runtime.decoders.decoder_buckets import BucketedBodyDecoder
 
     return BucketedBodyDecoder(loaded.model, loaded.config.crop_size, device)

@@ -1,7 +1,7 @@
 """Which backbone backends, precisions and devices the Settings dialog offers, and loading a
 pipeline from the settings (on the worker thread).
 
-The runtime (runtime/select.py) decides what `auto` means and opens the backend; this module
+The runtime (runtime/backbones/plan.py) decides what `auto` means and opens the backend; this module
 only says, before anything is loaded, which explicit choices can work here and why not.
 """
 
@@ -52,7 +52,7 @@ def fp8_unavailable_reason() -> str:
     """Why fp8 cannot run here ("" when it can): it needs an NVIDIA GPU with FP8 tensor cores."""
     if not cuda_available():
         return "fp8 needs an NVIDIA GPU with FP8 tensor cores (Ada or Hopper)"
-    from ..runtime.fp8 import fp8_supported
+    from ..runtime.backbones.fp8 import fp8_supported
     import torch
 
     if not fp8_supported(torch.device("cuda")):
@@ -74,7 +74,7 @@ def _model_files(model_dir: Optional[Path]):
 def backend_choices(model_dir: Optional[Path] = None) -> list[BackendChoice]:
     """Every backend, with whether it can run here and, if not, why. With no (valid) model
     folder, choices that depend on its files are offered and checked at load time."""
-    from ..runtime.select import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
+    from ..runtime.backbones.plan import ONNX_CANDIDATES, PT2_CANDIDATES, find_backbone_file
 
     files = _model_files(model_dir)
     has_cuda = cuda_available()

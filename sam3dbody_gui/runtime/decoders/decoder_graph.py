@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..model.crop_camera import CropCamera
-from ..model.sam3d_body import SAM3DBody
-from .cuda_graph import capture
+from ...model.crop_camera import CropCamera
+from ...model.sam3d_body import SAM3DBody
+from ..cuda_graph import capture
 
 CAMERA_FIELDS = ("box_center", "box_size", "affine", "intrinsics")
 

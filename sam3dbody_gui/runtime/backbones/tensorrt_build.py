@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelFolderError, UserError
+from ...errors import ModelFolderError, UserError
 from .tensorrt_callbacks import Progress, failure_message, make_monitor
 from .tensorrt_import import tensorrt_major
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 
 # The majors whose bindings this backend is written and checked against (tests/trt_surface.py:
 # 10.16 and 11.1). 10.0 is the floor: IProgressMonitor and always-explicit-batch networks.

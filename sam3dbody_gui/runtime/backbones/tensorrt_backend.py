@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DeviceError, ModelFolderError, UserError
+from ...errors import DeviceError, ModelFolderError, UserError
 from .base import BackboneBackend, BackendInfo, describe_device
 from .tensorrt_build import BuildSettings, build_engine, recipe_for
 from .tensorrt_cache import discard, engine_cache_key, file_lock, mapped, onnx_digest, read_meta, write_engine

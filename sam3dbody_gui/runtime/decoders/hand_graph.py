@@ -13,10 +13,10 @@ from typing import Callable
 
 import torch
 
-from ..model.crop_camera import CropCamera
-from ..model import full_mode
-from ..model.sam3d_body import SAM3DBody
-from .cuda_graph import capture
+from ...model.crop_camera import CropCamera
+from ...model import full_mode
+from ...model.sam3d_body import SAM3DBody
+from ..cuda_graph import capture
 from .decoder_graph import GraphedDecoderPass, check_agreement
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_cam_t", "hand", "scale", "wrist_rotation")
 CHECK_RTOL = 1e-3  # replay vs eager on the same inputs: the same kernels, so far tighter in practice

@@ -14,14 +14,14 @@ from typing import Callable, Iterable
 
 import torch
 
-from ..app_paths import cache_dir
-from ..device import resolve_dtype
-from ..errors import DeviceError, ModelFolderError, UserError
-from ..model.backbone import DinoV3Backbone
-from ..model.config import ModelConfig
-from ..model.model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, ModelFiles, find_backbone_file  # noqa: F401
+from ...app_paths import cache_dir
+from ...device import resolve_dtype
+from ...errors import DeviceError, ModelFolderError, UserError
+from ...model.backbone import DinoV3Backbone
+from ...model.config import ModelConfig
+from ...model.model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, ModelFiles, find_backbone_file  # noqa: F401
 from .base import BackboneBackend
-from .choices import BACKENDS, PRECISIONS
+from ..choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone

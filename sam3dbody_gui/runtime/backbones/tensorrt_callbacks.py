@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Callable
 
-from ..errors import UserError
+from ...errors import UserError
 
 log = logging.getLogger(__name__)
 

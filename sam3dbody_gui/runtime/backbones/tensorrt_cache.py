@@ -26,8 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import UserError
-from ..atomic_file import atomic_path, write_bytes_atomic
+from ...errors import UserError
+from ...atomic_file import atomic_path, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 from .base import BackboneBackend, BackendInfo, describe_device
-from .compile_cache import cache_path, load_compile_cache, save_compile_cache
-from .cuda_graph import capture
+from ..compile_cache import cache_path, load_compile_cache, save_compile_cache
+from ..cuda_graph import capture
 from .pytorch_backend import PRECISION_NAMES
 
 Progress = Callable[[str], None]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.export.passes import move_to_device_pass
 
-from ..errors import ModelFolderError
+from ...errors import ModelFolderError
 from .base import BackboneBackend, BackendInfo, describe_device
 
 PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
-from ..model.crop_camera import CropCamera
-from ..model.sam3d_body import SAM3DBody
+from ...model.crop_camera import CropCamera
+from ...model.sam3d_body import SAM3DBody
 from .decoder_graph import GraphedBodyDecoder
 
 BUCKETS = (2, 4, 8, 16)

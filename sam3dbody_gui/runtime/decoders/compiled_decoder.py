@@ -24,9 +24,9 @@ from typing import Callable
 
 import torch
 
-from ..model.sam3d_body import SAM3DBody
-from .compile_cache import cache_path, load_compile_cache, save_compile_cache
-from .cuda_graph import capture
+from ...model.sam3d_body import SAM3DBody
+from ..compile_cache import cache_path, load_compile_cache, save_compile_cache
+from ..cuda_graph import capture
 from .decoder_graph import GraphedDecoderPass, check_agreement, plausible_camera
 
 CHECK_KEYS = ("pred_vertices", "pred_keypoints_2d", "pred_keypoints_3d", "pred_cam_t", "body_pose")
