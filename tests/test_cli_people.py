@@ -71,3 +71,38 @@ def test_bench_people_prints_persons_per_second(capsys, tiny_model_dir, tmp_path
     assert [r["people"] for r in rows] == [1, 3]
     for r in rows:
         assert r["persons_per_s"] == pytest.approx(1000 * r["people"] / r["ms_per_photo"])
+
+
+def test_rigged_glb_and_bvh_from_the_command_line(capsys, tiny_model_dir, tmp_path):
+    import pygltflib
+
+    rc, out, err = _infer(capsys, "--bbox", *BOXES[0], "--model", tiny_model_dir, "--out", tmp_path / "rig.glb",
+                          "--rigged", "--bvh", tmp_path / "pose.bvh")
+    assert rc == 0, err
+    glb = pygltflib.GLTF2().load(str(tmp_path / "rig.glb"))
+    assert len(glb.skins) == 1 and len(glb.skins[0].joints) == 127
+    attributes = glb.meshes[0].primitives[0].attributes
+    assert attributes.JOINTS_0 is not None and attributes.WEIGHTS_0 is not None
+    text = (tmp_path / "pose.bvh").read_text()
+    assert text.startswith("HIERARCHY") and text.count("JOINT ") + text.count("ROOT ") == 127
+    assert "Frames: 1" in text
+    rc, _, err = _infer(capsys, "--bbox", *BOXES[0], "--model", tiny_model_dir, "--out", tmp_path / "rig.obj",
+                        "--rigged")
+    assert rc == EXIT_USER_ERROR and "skinned glTF" in err
+
+
+def test_detect_finds_people_with_the_synthetic_detector(capsys, tiny_model_dir, tmp_path):
+    pytest.importorskip("transformers")
+    detector = tmp_path / "detector"
+    assert main(["make-synthetic", str(detector), "--detector"]) == 0
+    capsys.readouterr()
+    rc, out, err = _infer(capsys, "--detect", "--detector", detector, "--max-people", "3", "--model", tiny_model_dir,
+                          "--out", tmp_path / "scene.glb", "--json", tmp_path / "p.json")
+    assert rc == 0, err
+    assert "detector: 3 people" in out and "kept the 3 most confident" in out  # the cap bit, and it says so
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert [p["source"] for p in data["people"]] == ["detector"] * 3
+    assert all(0 < p["score"] <= 1 for p in data["people"])
+    assert sorted(trimesh.load(tmp_path / "scene.glb").geometry) == ["person_0", "person_1", "person_2"]
+    rc, _, err = _infer(capsys, "--detect", "--bbox", *BOXES[0], "--model", tiny_model_dir, "--out", tmp_path / "x.obj")
+    assert rc == EXIT_USER_ERROR and "not both" in err

@@ -27,6 +27,11 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
 
 
 def cmd_make_synthetic(args) -> None:
+    if getattr(args, "detector", False):
+        from ..synthetic.detector import make_synthetic_detector
+
+        print(f"wrote {make_synthetic_detector(args.dest, size=args.size, seed=args.seed, progress=print)}")
+        return
     from ..synthetic.make import EXPORT_KINDS, make_synthetic_model
 
     text = args.exports.strip().lower()

@@ -133,7 +133,8 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     del pixels  # a large photo's crop pixels are not needed any more
     # A large photo's pictures are drawn on its display copy: the full-size picture is never in memory.
     shown = [result_on_display(r, photo.display.shape[:2]) for r in results] if photo.reduced else results
-    writers, report = plan_writers(request, photo.display, results, shown, sources, scores, progress=print)
+    writers, report = plan_writers(request, photo.display, results, shown, sources, scores, progress=print,
+                                   rig=pipeline.model.mhr)
     publish(writers, inputs=protected, replace=replace)  # all files, or none
     if len(results) > 1:
         print(f"people: {len(results)}")
@@ -146,9 +147,11 @@ def cmd_infer(args) -> None:
     from ..export.service import OutputRequest
 
     request = OutputRequest(mesh=args.out, out_dir=args.out_dir, overlay=args.overlay, pca=args.pca, json=args.json,
-                            sheet=args.sheet, turntable=args.turntable, frame=args.frame)
+                            sheet=args.sheet, turntable=args.turntable, frame=args.frame, rigged=args.rigged,
+                            bvh=args.bvh)
     if not request.any():
-        raise UserError("nothing to write: give --out mesh.obj and/or --overlay, --pca, --json, --sheet, --turntable")
+        raise UserError("nothing to write: give --out mesh.obj and/or --overlay, --pca, --json, --sheet, --turntable, "
+                        "--bvh")
     if args.detect and args.bbox:
         raise UserError("give either --bbox boxes or --detect, not both")
     detect = None

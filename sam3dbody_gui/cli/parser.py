@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help=f"mesh file ({', '.join(MESH_SUFFIXES)}); with several people "
                                             "a scene with one object each (.glb, .obj, .ply)")
     p.add_argument("--out-dir", type=Path, help="also one mesh file per person in this folder (person_0.obj, …)")
+    p.add_argument("--rigged", action="store_true",
+                   help="--out is a rigged body: a skinned glTF (.glb) with the MHR skeleton, posed (one skin per person)")
+    p.add_argument("--bvh", type=Path, help="the skeleton and pose as BVH (one person: the first)")
     p.add_argument("--overlay", type=Path, help="PNG/JPEG of the meshes over the photo")
     p.add_argument("--pca", type=Path, help="PNG of the backbone features' PCA")
     p.add_argument("--json", type=Path, help="parameters, keypoints, camera and timings as JSON")
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", type=Path)
     p.add_argument("--size", default="tiny", choices=("tiny", "full"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--detector", action="store_true",
+                   help="write a person detector with random weights instead (PekingU/rtdetr_v2_r18vd's layout)")
     p.add_argument("--exports", default="auto",
                    help="backbone exports to write: comma list of onnx, pt2, or 'none'; default 'auto': pt2, "
                         "and onnx where its packages are installed (pip install 'sam3dbody-gui[export]')")

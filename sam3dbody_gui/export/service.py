@@ -41,10 +41,12 @@ class OutputRequest:
     sheet: Optional[Path] = None
     turntable: Optional[Path] = None
     frame: str = "camera"
+    rigged: bool = False  # the mesh file is a skinned glTF (.glb) of the MHR skeleton, posed
+    bvh: Optional[Path] = None  # the first person's skeleton and pose
 
     def any(self) -> bool:
         return any(p is not None for p in (self.mesh, self.out_dir, self.overlay, self.pca, self.json,
-                                           self.sheet, self.turntable))
+                                           self.sheet, self.turntable, self.bvh))
 
     @property
     def per_person_suffix(self) -> str:
@@ -54,6 +56,10 @@ class OutputRequest:
     def check_suffixes(self, people: Optional[int] = None) -> None:
         """Fail on an extension nothing can write, before any work. `people`: how many (None:
         not known yet, e.g. before the detector ran)."""
+        if self.rigged and (self.mesh is None or self.mesh.suffix.lower() != ".glb"):
+            raise UserError("a rigged body is a skinned glTF: give --out NAME.glb with --rigged")
+        if self.bvh is not None and self.bvh.suffix.lower() != ".bvh":
+            raise UserError(f"BVH {self.bvh}: unsupported extension; use .bvh")
         if self.mesh is not None:
             check_mesh_suffix(self.mesh)
             if people is not None and people > 1 and self.mesh.suffix.lower() not in SCENE_FORMATS:
@@ -70,7 +76,7 @@ class OutputRequest:
     def outputs(self, people: Optional[int] = None) -> list[Output]:
         """The files, for output_set.check_outputs / publish (per-person files once `people` is known)."""
         named = [(self.mesh, "mesh"), (self.overlay, "overlay"), (self.pca, "PCA image"), (self.json, "JSON"),
-                 (self.sheet, "contact sheet"), (self.turntable, "turntable")]
+                 (self.sheet, "contact sheet"), (self.turntable, "turntable"), (self.bvh, "BVH")]
         found = [Output(Path(p), what) for p, what in named if p is not None]
         if self.out_dir is not None and people is not None:
             found += [Output(p, f"mesh of person {i}")
@@ -86,9 +92,11 @@ def _image_writer(picture: Image.Image, path: Path) -> Writer:
 
 def plan_writers(request: OutputRequest, display_image: np.ndarray, results: Sequence[MeshResult],
                  display_results: Sequence[MeshResult], sources: Sequence[str], scores: Sequence[Optional[float]],
-                 progress: Callable[[str], None] = lambda m: None) -> tuple[list[tuple[Output, Writer]], list[str]]:
+                 progress: Callable[[str], None] = lambda m: None,
+                 rig=None) -> tuple[list[tuple[Output, Writer]], list[str]]:
     """(writer per output, one report line each). `display_results`: the results in the pixels of
-    `display_image` (a large photo's reduced copy), for the pictures."""
+    `display_image` (a large photo's reduced copy), for the pictures. `rig`: the model's MHR rig
+    (a rigged GLB and BVH need its skeleton and skin)."""
     from .contact_sheet import contact_sheet
     from .feature_pca import feature_pca_image
     from .overlay import render_overlay
@@ -100,7 +108,24 @@ def plan_writers(request: OutputRequest, display_image: np.ndarray, results: Seq
     by_what = {o.what: o for o in request.outputs(n)}
     writers, report = [], []
     frame = request.frame
-    if request.mesh is not None:
+    rigged = None
+    if request.rigged or request.bvh is not None:
+        if rig is None:
+            raise UserError("a rigged export needs the model's MHR rig")
+        from ..model.rig_fit import rig_skeleton
+        from .rigged_person import rigged_people
+
+        progress("reading the rig's skeleton and skin")
+        skeleton = rig_skeleton(rig)
+        rigged = rigged_people(list(results), skeleton, rig)
+    if request.mesh is not None and request.rigged:
+        from .rigged_gltf import rigged_glb_bytes
+
+        data = rigged_glb_bytes(rigged)
+        writers.append((by_what["mesh"], lambda tmp, data=data: tmp.write_bytes(data)))
+        report.append(f"rigged body: {request.mesh} ({n} skin{'s' if n != 1 else ''}, "
+                      f"{len(skeleton.parents)} joints; skeleton {skeleton.source})")
+    elif request.mesh is not None:
         if n == 1:
             data = mesh_bytes(mesh_in_frame(results[0].vertices_camera, frame), results[0].faces,
                               check_mesh_suffix(request.mesh))
@@ -148,6 +173,13 @@ def plan_writers(request: OutputRequest, display_image: np.ndarray, results: Seq
         group_f = np.concatenate([np.asarray(r.faces) + o for r, o in zip(results, offsets)])
         writers.append((by_what["turntable"], lambda tmp: save_turntable(tmp, group_v, group_f)))
         report.append(f"turntable: {request.turntable}")
+    if request.bvh is not None:
+        from .bvh import bvh_text
+
+        text_bvh = bvh_text(skeleton, [rigged[0].world]).encode("utf-8")
+        writers.append((by_what["BVH"], lambda tmp, data=text_bvh: tmp.write_bytes(data)))
+        report.append(f"BVH: {request.bvh} ({len(skeleton.parents)} joints, 1 frame"
+                      f"{'; the first of ' + str(n) + ' people' if n > 1 else ''})")
     if request.json is not None:
         data = results[0].to_json_dict() if n == 1 else people_json(results, sources, scores)
         text = json.dumps(json_ready(data), indent=1, allow_nan=False).encode("utf-8")
