@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
 from .errors import UserError
+from .units import format_size  # noqa: F401 - also hub.format_size for the dialogs
 
 MODEL_REPO = "facebook/sam-3d-body-dinov3"
 BACKBONE_REPO = "embedl/sam-3d-body"
@@ -208,15 +209,6 @@ def local_status(files: Sequence[RepoFile] = ALL_FILES, options: HubOptions = Hu
 
 def missing_files(statuses: Iterable[FileStatus]) -> list[RepoFile]:
     return [s.file for s in statuses if not s.present]
-
-
-def format_size(n: Optional[int]) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 # ------------------------------------------------------------ the model folder for the app ---
@@ -716,6 +708,15 @@ def download(files: Sequence[RepoFile], options: HubOptions = HubOptions(), prog
 
 
 # ------------------------------------------------------------------------------ the CLI ---
+def print_download_summary(result: "DownloadResult", out) -> None:
+    """What the download kept of the user's, and each file's state: the lines both CLI downloads end with."""
+    for fr, why in result.kept:
+        print(f"kept {fr.filename}: {why}", file=out)
+    for st in result.statuses:
+        print(f"{'ok     ' if st.present else 'MISSING'} {st.file}  {format_size(st.size):>9}  {st.path or ''}",
+              file=out)
+
+
 def cli_download(model: bool = True, backbone: bool = True, dest: Optional[Path] = None,
                  token: Optional[str] = None, out=None) -> Path | None:
     """`sam3dbody-gui download`: a progress bar per file on stderr, a summary on stdout."""
@@ -750,11 +751,7 @@ def cli_download(model: bool = True, backbone: bool = True, dest: Optional[Path]
     finally:
         for bar in bars.values():
             bar.close()
-    for fr, why in result.kept:
-        print(f"kept {fr.filename}: {why}", file=out)
-    for st in result.statuses:
-        print(f"{'ok     ' if st.present else 'MISSING'} {st.file}  {format_size(st.size):>9}  {st.path or ''}",
-              file=out)
+    print_download_summary(result, out)
     if result.offline:
         print("offline (HF_HUB_OFFLINE=1): every file was already there", file=out)
     if result.folder is not None:

@@ -150,11 +150,7 @@ def cli_download_detector(dest: Optional[Path] = None, token: Optional[str] = No
     finally:
         for bar in bars.values():
             bar.close()
-    for fr, why in result.kept:
-        print(f"kept {fr.filename}: {why}", file=out)
-    for st in result.statuses:
-        print(f"{'ok     ' if st.present else 'MISSING'} {st.file}  {hub.format_size(st.size):>9}  {st.path or ''}",
-              file=out)
+    hub.print_download_summary(result, out)
     if result.folder is None:
         raise hub.HubError("the detector's files are still incomplete: "
                            + ", ".join(str(m) for m in hub.missing_files(result.statuses)))
