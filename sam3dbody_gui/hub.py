@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .units import format_size  # noqa: F401 - also hub.format_size for the dialogs
 
 MODEL_REPO = "facebook/sam-3d-body-dinov3"
@@ -311,11 +311,6 @@ def _status(exc: BaseException) -> Optional[int]:
     return getattr(response, "status_code", None)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _http_answer(exc: BaseException) -> Optional[BaseException]:
     """The HTTP error the server answered, if `exc` is one or was raised from one.
 
@@ -376,14 +371,14 @@ def explain_error(exc: BaseException, repo_id: str, filename: str = "", options:
         if status >= 500:
             return (f"Hugging Face answered {status} (an error on the server's side; the network is fine): "
                     "try again later, or see https://status.huggingface.co")
-        return f"Hugging Face answered {status}: {_first_line(exc)}"
+        return f"Hugging Face answered {status}: {first_line(exc)}"
     if isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, ConnectionError, TimeoutError)) or \
             _is_network_error(exc):
         if is_offline():
             return "HF_HUB_OFFLINE=1 is set, so nothing is downloaded"
         return (f"cannot reach Hugging Face ({options.site()}): no network, or a proxy or firewall blocks it "
-                f"({_first_line(exc)})")
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+                f"({first_line(exc)})")
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _is_network_error(exc: BaseException) -> bool:

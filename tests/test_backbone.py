@@ -15,7 +15,6 @@ import torch
 
 from sam3dbody_gui.errors import ModelFolderError
 from sam3dbody_gui.model.backbone import (
-    BACKBONE_ARCHS,
     DinoV3Backbone,
     backbone_arch,
 )
@@ -65,12 +64,6 @@ def test_full_architecture_state_dict_matches_checkpoint_keys():
 def test_unknown_architecture_is_a_model_folder_error():
     with pytest.raises(ModelFolderError, match="Unknown backbone architecture 'vit_nope'.*dinov3_vith16plus"):
         backbone_arch("vit_nope")
-
-
-def test_tiny_architecture_sizes():
-    arch = BACKBONE_ARCHS["sam3dbody_gui_tiny"]
-    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.ffn_hidden) == (64, 2, 2, 128)
-    assert (arch.n_storage_tokens, arch.patch_size) == (4, 16)
 
 
 @pytest.mark.parametrize(("height", "width", "expected"), [(512, 512, (1, 64, 32, 32)), (64, 96, (1, 64, 4, 6))])

@@ -213,3 +213,31 @@ def test_agreement_check_accepts_equal_passes_and_names_the_key_that_differs():
     with pytest.raises(RuntimeError, match=r"the compiled decoder differs from the eager one \(b: rel"):
         check_agreement({"a": want["a"], "b": torch.tensor([1.0, float("nan")])}, want, ("a", "b"), 1e-4,
                         "compiled decoder")
+
+
+def test_auto_plan_on_cuda_is_covered_on_the_cpu(tiny_model_dir, tmp_path, monkeypatch):
+    """The CUDA branch of `auto`, with the GPU's answers forced: no TensorRT and nothing compiled
+    → eager bf16; a cached compiled backbone → compiled, fp8 where the GPU has FP8 tensor cores."""
+    from sam3dbody_gui.model.model_folder import find_model_files
+    from sam3dbody_gui.runtime.backbones import plan as backend_plan
+    from sam3dbody_gui.runtime.backbones.tensorrt_import import TensorRTStatus
+
+    files = find_model_files(tiny_model_dir)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(backend_plan, "tensorrt_status", lambda: TensorRTStatus(None, None, "TensorRT is not installed"))
+    monkeypatch.setattr(backend_plan, "fp8_supported", lambda device: True)
+    cache_files = {}
+    monkeypatch.setattr(backend_plan, "_compile_cache",
+                        lambda req, device, arch, precision, crop: cache_files.setdefault(
+                            precision, tmp_path / f"backbone-{precision}.compile-cache"))
+    req = backend_plan.BackendRequest(cache_dir=tmp_path)
+    plan = backend_plan.plan_backend(req, files, cuda, "sam3dbody_gui_tiny", 512)
+    assert (plan.kind, plan.precision) == ("pytorch", "bf16")
+    assert "CUDA without TensorRT or a cached compiled backbone" in plan.reason and "not installed" in plan.reason
+    (tmp_path / "backbone-fp8.compile-cache").write_bytes(b"x")
+    plan = backend_plan.plan_backend(req, files, cuda, "sam3dbody_gui_tiny", 512)
+    assert (plan.kind, plan.precision) == ("compiled", "fp8") and "cached" in plan.reason
+    monkeypatch.setattr(backend_plan, "fp8_supported", lambda device: False)  # e.g. an A100: bf16
+    (tmp_path / "backbone-bf16.compile-cache").write_bytes(b"x")
+    plan = backend_plan.plan_backend(req, files, cuda, "sam3dbody_gui_tiny", 512)
+    assert (plan.kind, plan.precision) == ("compiled", "bf16")

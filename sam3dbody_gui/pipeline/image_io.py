@@ -44,7 +44,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from sam3dbody_gui.errors import ImageError
+from sam3dbody_gui.errors import ImageError, first_line
 
 TRANSPARENT_BACKGROUND = (255, 255, 255)
 
@@ -194,7 +194,7 @@ def _decoding(path: Path) -> Iterator[Image.Image]:
     except PermissionError:
         raise ImageError(f"no permission to read the image file: {path}") from None
     except Exception as err:  # any decoder failure means a broken file, not a bug of ours
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise ImageError(
             f"cannot decode the image, the file is truncated or corrupt ({reason}): {path}"
         ) from None
