@@ -120,7 +120,14 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
         check_outputs(request.outputs(len(boxes)), inputs=protected, replace=replace)
     for box in boxes:
         validate_box(box, photo.size_hw)
-    k = intrinsics_from(*args.intrinsics) if getattr(args, "intrinsics", None) else None
+    from ..pipeline.photo_camera import photo_camera
+
+    camera = photo_camera(image_path, photo.size_hw,
+                          intrinsics_from(*args.intrinsics) if getattr(args, "intrinsics", None) else None)
+    k = camera.intrinsics
+    heights = list(getattr(args, "height", None) or [])
+    if heights and len(heights) not in (1, len(boxes)):
+        raise UserError(f"give one --height for everyone or one per person ({len(boxes)}), not {len(heights)}")
     mode = getattr(args, "mode", "body")
     crop_size = load_model_config(find_model_files(model_dir).config).crop_size
     pixels = _pixels_for_people(photo, boxes, crop_size, mode)
@@ -131,6 +138,7 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
     results = with_oom_message(lambda: pipeline.run_people(pixels, boxes, k, mode=mode))
     del pixels  # a large photo's crop pixels are not needed any more
+    results = _finish_people(pipeline, results, camera.source, heights)
     # A large photo's pictures are drawn on its display copy: the full-size picture is never in memory.
     shown = [result_on_display(r, photo.display.shape[:2]) for r in results] if photo.reduced else results
     writers, report = plan_writers(request, photo.display, results, shown, sources, scores, progress=print,
@@ -141,6 +149,22 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     for line in report:
         print(line)
     print(format_timings(results[0].timings_ms))
+
+
+def _finish_people(pipeline, results, camera_source: str, heights: list[float]):
+    """Known heights applied, the camera's source noted, and each person's warnings."""
+    from ..pipeline.metric_scale import rest_height_m, scale_to_height
+    from ..pipeline.person_warnings import person_warnings
+
+    if heights:
+        heights = heights * len(results) if len(heights) == 1 else heights
+        results = [scale_to_height(r, h, rest_height_m(pipeline.model, r)) for r, h in zip(results, heights)]
+    for result, said in zip(results, person_warnings(results)):
+        result.camera_source = camera_source
+        result.warnings = said
+        for line in said:
+            print(f"warning: {line}")
+    return results
 
 
 def cmd_infer(args) -> None:

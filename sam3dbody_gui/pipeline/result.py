@@ -88,6 +88,9 @@ class MeshResult:
     backend: str = ""
     mode: str = "body"  # "full": refined by the hand decoder (see model/full_mode.py)
     hands: HandRefinement | None = None  # full mode only
+    camera_source: str = "default"  # where `intrinsics` came from: "default", "user" or "exif (...)"
+    metric: dict | None = None  # a known height applied (metric_scale.py): height, scale, how measured
+    warnings: list[str] = field(default_factory=list)  # what looks wrong with this person (warnings.py)
 
     @property
     def vertices_camera(self) -> np.ndarray:
@@ -108,6 +111,7 @@ class MeshResult:
             "crop": {"center": self.crop.center.tolist(), "side": float(self.crop.scale[0]),
                      "affine": self.crop.affine.tolist(), "size": self.crop.crop_size},
             "focal_length": float(self.focal_length),
+            "camera_source": self.camera_source,
             "intrinsics": self.intrinsics.tolist(),
             "cam_t": self.cam_t.tolist(),
             "keypoints_2d": self.keypoints_2d.tolist(),
@@ -121,6 +125,8 @@ class MeshResult:
             "backend": self.backend,
             "mode": self.mode,
             **({"hands": self.hands.to_json_dict()} if self.hands is not None else {}),
+            **({"metric": self.metric} if self.metric is not None else {}),
+            "warnings": list(self.warnings),
             "frames": JSON_FRAMES,
         }
 
