@@ -74,5 +74,8 @@ def test_3d_view_renders_the_mesh_with_opengl(xvfb_display, tiny_model_dir, tmp_
     assert report["side_vs_front_change"] > 0.01, "the side view should differ from the front view"
     for text in report["latency_text"].values():
         assert text.endswith("ms") or text.endswith("s")
+    assert report["body_in_view"] and report["latency_texts_fit"], report
+    if report["x_title"]:  # what the window manager shows: the app's name once (issue 18)
+        assert report["x_title"].count("SAM 3D Body") == 1 and report["x_title"].endswith("SAM 3D Body"), report
     assert (tmp_path / "view.png").stat().st_size > 1000
     assert (tmp_path / "window.png").stat().st_size > 10000

@@ -52,7 +52,6 @@ def base_options(tmp_path, server) -> hub.HubOptions:
 
 @pytest.fixture
 def dialog(qtbot, base_options) -> ModelsDialog:
-    ModelsDialog._session_token = ""
     d = ModelsDialog(Settings(), None, base_options)
     qtbot.addWidget(d)
     d.show()
@@ -302,3 +301,80 @@ def test_the_dialogs_choice_loads_the_model(qtbot, store, tiny_model_dir, tmp_pa
     with qtbot.waitSignal(w.modelReady, timeout=TIMEOUT_MS * 2):
         w.apply_model_choice(("demo", None))
     assert w.state.model.synthetic
+
+
+# ------------------------------------------- the download worker, the token, the detector ---
+def test_the_download_runs_on_a_superqt_worker_with_no_thread_kept(qtbot, dialog, monkeypatch):
+    import threading
+
+    import sam3dbody_gui.ui.models_dialog as models_dialog
+    import sam3dbody_gui.ui.models_download as models_download
+
+    assert not hasattr(models_dialog, "_ORPHANS") and not hasattr(ModelsDialog, "_session_token")
+    threads = []
+    real = hub.download
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "download", spy)
+    workers, real_create = [], models_download.create_worker
+    monkeypatch.setattr(models_download, "create_worker", lambda *a, **k: workers.append(a) or real_create(*a, **k))
+    assert not dialog.progress.isVisibleTo(dialog)  # no empty strip at rest
+    dialog.token.setText("hf_granted")
+    with qtbot.waitSignal(dialog.downloadFinished, timeout=TIMEOUT_MS):
+        dialog.start_download()
+        assert dialog.progress.isVisibleTo(dialog)
+    assert threads and threads[0] is not threading.main_thread() and len(workers) == 1
+    assert dialog.session_token == "hf_granted"
+
+
+def test_the_token_is_an_instance_value_the_window_keeps(qtbot, store, monkeypatch):
+    from PySide6.QtWidgets import QDialog
+
+    seen = []
+
+    def fake_exec(self):
+        seen.append(self.token.text())
+        self.token.setText("hf_pasted")
+        self.session_token = "hf_pasted"
+        return QDialog.DialogCode.Rejected
+
+    monkeypatch.setattr(ModelsDialog, "exec", fake_exec)
+    w = MainWindow(store)
+    qtbot.addWidget(w)
+    w.models_dialog()
+    w.models_dialog()
+    assert seen == ["", "hf_pasted"] and w.hub_token == "hf_pasted"
+    other = ModelsDialog(Settings(), None, hub.HubOptions(cache_dir=Path(store.fileName()).parent / "hub"))
+    qtbot.addWidget(other)
+    assert other.token.text() == ""  # nothing shared between dialogs but what the window passes in
+
+
+def test_the_person_detector_is_an_optional_extra_download(qtbot, tmp_path, repo_contents, monkeypatch):
+    from sam3dbody_gui import hub_detector
+
+    detector_files = {"config.json": b'{"model_type": "rt_detr_v2"}', "preprocessor_config.json": b"{}",
+                      "model.safetensors": b"weights" * 100}
+    monkeypatch.setattr(hub_detector, "detector_app_folder", lambda: tmp_path / "app-detector")
+    fh = FakeHub({**repo_contents, hub_detector.DETECTOR_REPO: detector_files}, gated={hub.MODEL_REPO}).start()
+    try:
+        opts = hub.HubOptions(cache_dir=tmp_path / "hub", endpoint=fh.url, link_dir=tmp_path / "links")
+        d = ModelsDialog(Settings(), None, opts)
+        qtbot.addWidget(d)
+        d.show()
+        assert "not downloaded" in d.detector_note.text() and d.detector.isEnabled()
+        assert not d.detector.isChecked()  # optional: not unless asked
+        d.token.setText("hf_granted")
+        d.detector.setChecked(True)
+        with qtbot.waitSignal(d.downloadFinished, timeout=TIMEOUT_MS):
+            d.start_download()
+        assert d.last_detector is not None and d.last_detector.folder is not None
+        assert "person detector is installed" in d.status_text
+        assert d.detector_status.installed and not d.detector.isEnabled()
+        assert str(d.last_detector.folder) in d.detector_note.text()
+        assert hub_detector.find_installed_detector(opts) == d.last_detector.folder
+        assert {g.path.split("/")[-1] for g in fh.log if hub_detector.DETECTOR_REPO in g.path} >= set(detector_files)
+    finally:
+        fh.stop()

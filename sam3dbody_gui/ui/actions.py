@@ -27,7 +27,7 @@ class ActionSpec:
     text: str
     slot: str  # attribute path from the window, e.g. "exports.export_mesh_dialog"
     args: tuple = ()
-    shortcut: Union[str, QKeySequence.StandardKey, None] = None
+    shortcut: Union[str, tuple, QKeySequence.StandardKey, None] = None  # a tuple: several keys
     tip: str = ""  # status bar and tooltip
     checkable: bool = False
     icon_text: str = ""  # the label on the toolbar
@@ -63,6 +63,16 @@ FILE_MENU = ("&File", (
     ActionSpec("act_export_pca", "Export &PCA map PNG…", "exports.export_image_dialog", ("pca",)),
     ActionSpec("act_export_view", "Export &3-D view PNG…", "exports.export_image_dialog", ("view",)),
     ActionSpec("act_export_json", "Export parameters &JSON…", "exports.export_json_dialog", shortcut="Ctrl+Shift+J"),
+    ActionSpec("act_export_all", "Export &all…", "exports.export_all_dialog", shortcut="Ctrl+Shift+S",
+               tip="Mesh, overlay, PCA map and parameters JSON into one folder, in one go"),
+    ActionSpec("act_export_sheet", "Export contact s&heet PNG…", "exports.export_job_dialog", ("sheet",),
+               tip="The model's crop, the overlay, a ¾ view and a side view side by side"),
+    ActionSpec("act_export_turntable", "Export &turntable (GIF / MP4)…", "exports.export_job_dialog", ("turntable",),
+               tip="The mesh turning a full turn"),
+    ActionSpec("act_export_rigged", "Export ri&gged body (GLB)…", "exports.export_job_dialog", ("rigged",),
+               tip="The MHR skeleton, posed, with the body skinned to it (glTF binary)"),
+    ActionSpec("act_export_bvh", "Export skeleton &motion (BVH)…", "exports.export_job_dialog", ("bvh",),
+               tip="The skeleton's pose as BVH motion (one frame)"),
     SEPARATOR,
     ActionSpec("act_settings", "Se&ttings…", "settings_dialog", shortcut="Ctrl+,",
                tip="Model folder, backend, precision, device", icon_text="Settings…"),
@@ -71,8 +81,10 @@ FILE_MENU = ("&File", (
 ))
 
 BOX_MENU = ("&Box", (
-    ActionSpec("act_run", "&Run", "run_now", shortcut="F5", tip="Run the model on the photo and box now",
+    ActionSpec("act_run", "&Run", "run_clicked", shortcut="F5", tip="Run the model on the photo and box now",
                icon_text="▶ Run (F5)"),
+    ActionSpec("act_undo_box", "&Undo box change", "box_editor.undo", shortcut="Ctrl+Z", tip="The box before the last change"),
+    ActionSpec("act_redo_box", "Re&do box change", "box_editor.redo", shortcut=("Ctrl+Shift+Z", "Ctrl+Y")),
     ActionSpec("act_whole", "Use &whole image", "set_box", (None,), shortcut="Ctrl+Shift+A", tip="Remove the box",
                icon_text="Whole image"),
     ActionSpec("act_box", "Set box &numerically…", "box_dialog", shortcut="Ctrl+B", tip="Type the box corners in pixels"),
@@ -110,8 +122,9 @@ HELP_MENU = ("&Help", (
 
 MENUS = (FILE_MENU, BOX_MENU, VIEW_MENU, MODEL_MENU, HELP_MENU)
 TOOLBAR = ("act_open", "act_sample", SEPARATOR, "act_run", SEPARATOR, "act_export_mesh", SEPARATOR, "act_settings")
-NEEDS_PHOTO = ("act_run", "act_whole", "act_box")
-NEEDS_RESULT = ("act_export_mesh", "act_export_overlay", "act_export_pca", "act_export_view", "act_export_json")
+NEEDS_PHOTO = ("act_whole", "act_box")  # Run stays enabled: it says what it lacks (a photo, a model)
+NEEDS_RESULT = ("act_export_mesh", "act_export_overlay", "act_export_pca", "act_export_view", "act_export_json",
+                "act_export_all", "act_export_sheet", "act_export_turntable", "act_export_rigged", "act_export_bvh")
 
 
 def _resolve(window, path: str):
@@ -123,7 +136,9 @@ def _resolve(window, path: str):
 
 def _make_action(window: QMainWindow, spec: ActionSpec, groups: dict[str, QActionGroup]) -> QAction:
     a = QAction(spec.text, window)
-    if spec.shortcut is not None:
+    if isinstance(spec.shortcut, tuple):
+        a.setShortcuts([QKeySequence(k) for k in spec.shortcut])
+    elif spec.shortcut is not None:
         a.setShortcut(QKeySequence(spec.shortcut))
     if spec.tip:
         a.setStatusTip(spec.tip)

@@ -1,9 +1,12 @@
-"""File ▸ Export: the window's save dialogs and the files they write (mesh, parameters JSON,
-overlay, PCA map, 3-D view PNG).
+"""File ▸ Export: the window's save dialogs and the files they write.
 
-Each `export_*` saves the current result to a path, says what it did in the status bar, and
-returns whether it worked; a problem is one line in the banner, never an exception. The
-`*_dialog` methods ask for the path first (the platform dialog asks before overwriting).
+The quick ones (mesh, parameters JSON, overlay, PCA map, 3-D view PNG: tens of milliseconds)
+are written here: each `export_*` saves the current result to a path, says what it did in the
+status bar, and returns whether it worked. The slow ones (Export all, contact sheet, turntable,
+rigged GLB, BVH) run on a worker (export_jobs.py): their `export_*` returns whether the job
+started, and `jobs.finished` / `jobs.failed` tell how it ended. A problem is one line in the
+banner, never an exception. The `*_dialog` methods ask for the path first (the platform dialog
+asks before overwriting; Export all asks about the files it would replace).
 """
 
 from __future__ import annotations
@@ -13,21 +16,36 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from ..errors import UserError
+from . import export_jobs, file_dialogs
+from .export_jobs import ExportInput, ExportJobs
 from .state import AppState, ResultBundle
 from .window_memory import last_folder, remember_folder
 
 MESH_FILTER = "Wavefront OBJ (*.obj);;Stanford PLY (*.ply);;glTF binary (*.glb)"
 IMAGE_TITLES = {"overlay": "Export overlay", "pca": "Export PCA map", "view": "Export 3-D view"}
+# The worker's exports: (dialog title, default suffix, what, filters, job)
+JOB_DIALOGS = {
+    "sheet": ("Export contact sheet", ".png", "sheet", "PNG image (*.png)", export_jobs.write_sheet),
+    "turntable": ("Export turntable", ".gif", "turntable", "Animated GIF (*.gif);;MP4 video (*.mp4)",
+                  export_jobs.write_turntable),
+    "rigged": ("Export rigged body", ".glb", "rigged", "Rigged glTF binary (*.glb)", export_jobs.write_rigged),
+    "bvh": ("Export skeleton motion", ".bvh", "motion", "BVH motion (*.bvh)", export_jobs.write_bvh),
+}
 
 
 class ExportActions:
     def __init__(self, parent: QWidget, state: AppState, store: QSettings, mesh_view,
-                 show_error: Callable[..., None]) -> None:
+                 show_error: Callable[..., None], rig: Callable[[], object] = lambda: None) -> None:
         self.parent, self.state, self.store, self.mesh_view = parent, state, store, mesh_view
         self._show_error = show_error
+        self._rig = rig  # the loaded model's MHR rig, or None
+        self.jobs = ExportJobs(parent)
+        self.jobs.progress.connect(self.state.post)
+        self.jobs.finished.connect(self.state.post)
+        self.jobs.failed.connect(self._error)
 
     def _error(self, text: str) -> None:
         self._show_error(text, kind="export")
@@ -39,15 +57,18 @@ class ExportActions:
             self._error("Nothing to export yet: open a photo and run the model first (F5)")
         return b
 
+    def _stem(self) -> str:
+        return self.state.image_path.stem if self.state.image_path else "sam3dbody"
+
     def _default_path(self, suffix: str, what: str) -> str:
-        stem = self.state.image_path.stem if self.state.image_path else "sam3dbody"
-        return str(last_folder(self.store, "export") / f"{stem}_{what}{suffix}")
+        return str(last_folder(self.store, "export") / f"{self._stem()}_{what}{suffix}")
 
     def _save_dialog(self, title: str, default: str, filters: str) -> Optional[Path]:
         # The platform dialog asks before overwriting an existing file.
-        path, chosen = QFileDialog.getSaveFileName(self.parent, title, default, filters)
-        if not path:
+        picked = file_dialogs.save_file(self.parent, title, default, filters)
+        if not picked:
             return None
+        path, chosen = picked
         p = Path(path)
         if not p.suffix:  # no extension typed: take the chosen filter's
             ext = chosen.split("*")[1].split(")")[0].split()[0] if "*" in chosen else ""
@@ -77,6 +98,52 @@ class ExportActions:
         path = self._save_dialog(IMAGE_TITLES[what], self._default_path(".png", what), "PNG image (*.png)")
         if path:
             {"overlay": self.export_overlay_png, "pca": self.export_pca_png, "view": self.export_view_png}[what](path)
+
+    def export_job_dialog(self, what: str) -> None:
+        """`what`: "sheet", "turntable", "rigged" or "bvh" (JOB_DIALOGS)."""
+        if self._require_result() is None:
+            return
+        title, suffix, name, filters, _job = JOB_DIALOGS[what]
+        path = self._save_dialog(title, self._default_path(suffix, name), filters)
+        if path:
+            self.export_job(what, path)
+
+    def export_all_dialog(self) -> None:
+        if self._require_result() is None:
+            return
+        folder = file_dialogs.existing_folder(self.parent, "Export all into folder", str(last_folder(self.store, "export")))
+        if not folder:
+            return
+        remember_folder(self.store, "export", Path(folder))
+        existing = [p.name for p in export_jobs.all_paths(Path(folder), self._stem()).values() if p.exists()]
+        if existing and QMessageBox.question(
+                self.parent, "Replace files?", f"{', '.join(existing)} already exist in {folder}. Replace them?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel) != QMessageBox.StandardButton.Yes:
+            return
+        self.export_all(Path(folder))
+
+    # -- the worker's exports ------------------------------------------------------------
+    def _job_input(self, b: ResultBundle) -> ExportInput:
+        return ExportInput(self.state.image, b.result, self.state.image_path, self.state.settings.mesh_frame,
+                           self._rig(), b.box is not None)
+
+    def export_all(self, folder: Path, replace: bool = True) -> bool:
+        """Mesh (OBJ, the chosen frame), overlay and PCA PNGs and parameters JSON into `folder`,
+        named after the photo, written all or none. True if the job started."""
+        b = self._require_result()
+        if b is None:
+            return False
+        self.state.post(f"Exporting all into {folder}…")
+        return self.jobs.start(export_jobs.write_all, self._job_input(b), Path(folder), self._stem(), replace)
+
+    def export_job(self, what: str, path: Path) -> bool:
+        """One of the worker's exports (JOB_DIALOGS) to `path`; True if the job started."""
+        b = self._require_result()
+        if b is None:
+            return False
+        self.state.post(f"{JOB_DIALOGS[what][0]} to {path}…")
+        return self.jobs.start(JOB_DIALOGS[what][4], self._job_input(b), Path(path))
 
     # -- writing -------------------------------------------------------------------------
     def export_mesh(self, path: Path, frame: Optional[str] = None) -> bool:

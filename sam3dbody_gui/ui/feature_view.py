@@ -27,6 +27,7 @@ class FeatureView(QWidget):
         self.pca_image: Optional[QImage] = None
         self._photo: Optional[QImage] = None
         self.show_crop = True
+        self.captions: dict[str, str] = {}  # what the last paint wrote under each square
         state.resultChanged.connect(self._on_result)
         state.imageChanged.connect(self._on_image)
 
@@ -62,12 +63,12 @@ class FeatureView(QWidget):
         crop_r, pca_r = self.squares()
         if self.show_crop and self._photo is not None:
             self._draw_crop(p, crop_r, b)
-            self._caption(p, crop_r, "model input (512 × 512 crop)")
+            self._caption(p, crop_r, "model input (512 × 512 crop)", "model input", "input")
         # Nearest neighbour: each backbone patch stays a crisp square.
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(pca_r, self.pca_image)
         c, h, w = b.result.features.shape
-        self._caption(p, pca_r, f"feature PCA · {c} channels · {w}×{h} patches")
+        self._caption(p, pca_r, f"feature PCA · {c} channels · {w}×{h} patches", f"PCA · {c} ch · {w}×{h}", "PCA")
         p.setPen(QPen(QColor(style.BORDER), 1))
         p.setBrush(Qt.BrushStyle.NoBrush)
         for r in ((crop_r, pca_r) if self.show_crop else (pca_r,)):
@@ -89,9 +90,14 @@ class FeatureView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawImage(dst, self._photo, inside)
 
-    def _caption(self, p: QPainter, r: QRectF, text: str) -> None:
+    def _caption(self, p: QPainter, r: QRectF, *variants: str) -> None:
+        """The first of `variants` that fits under its square (captions never run into each other)."""
         f = QFont(self.font())
         f.setPointSizeF(max(7.5, f.pointSizeF() * 0.9))
         p.setFont(f)
         p.setPen(QColor(style.TEXT_DIM))
-        p.drawText(QRectF(r.x() - 40, r.bottom() + 3, r.width() + 80, CAPTION), Qt.AlignmentFlag.AlignHCenter, text)
+        room = r.width() + GAP - 4
+        fm = p.fontMetrics()
+        text = next((v for v in variants if fm.horizontalAdvance(v) <= room), variants[-1])
+        self.captions[variants[0].split()[0]] = text
+        p.drawText(QRectF(r.center().x() - room / 2, r.bottom() + 3, room, CAPTION), Qt.AlignmentFlag.AlignHCenter, text)

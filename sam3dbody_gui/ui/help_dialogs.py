@@ -3,8 +3,11 @@ model banners (where the real weights are, what the demo model is)."""
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
 HF_URL = "https://huggingface.co/facebook/sam-3d-body-dinov3"
 HF_LINK = f"<a href='{HF_URL}'>facebook/sam-3d-body-dinov3</a>"
@@ -24,22 +27,53 @@ def model_problem_text(problem: str) -> str:
             f"Real weights: {HF_LINK} (gated; SAM License). Or try the demo model (random weights).")
 
 
-KEYS_HELP = """Photo (click it or Alt+1 to focus):
-  drag on empty space: draw the person box
-  drag inside the box: move it · drag a handle: resize
-  arrows: move the box 1 px (Shift: 10 px)
-  Ctrl+arrows: move the right / bottom edge (resize)
-  Delete: no box (the whole image) · Esc: cancel a drag
+# Help ▸ Keyboard and mouse: the views' own keys and mouse gestures (the menus' shortcuts are
+# read from the actions themselves, so that table cannot go stale).
+VIEW_KEYS = (
+    ("Photo (click it, or Alt+1)", (
+        ("Drag on empty space", "draw the person box"),
+        ("Drag inside the box", "move it"),
+        ("Drag a handle", "resize it"),
+        ("Arrows (Shift: ×10)", "move the box by 1 px (10 px)"),
+        ("Ctrl+arrows", "move the right / bottom edge"),
+        ("Delete", "no box: use the whole photo"),
+        ("Esc", "cancel a drag"),
+        ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo a box change"),
+    )),
+    ("3-D mesh (click it, or Alt+3)", (
+        ("Drag, arrows", "orbit"),
+        ("Shift-drag, Ctrl-drag, middle-drag, Shift+arrows", "pan"),
+        ("Wheel, right-drag, + / −", "zoom"),
+        ("1 / 2 / 3", "front / side / three-quarter view"),
+        ("R or Home", "reset the view"),
+    )),
+)
 
-3-D mesh (click it or Alt+3 to focus):
-  drag: orbit · Shift/Ctrl-drag or middle-drag: pan
-  wheel or right-drag: zoom · arrows: orbit · Shift+arrows: pan · +/-: zoom
-  1 / 2 / 3: front / side / three-quarter view · R: reset
 
-Everywhere:
-  Ctrl+O open · Ctrl+Shift+O sample · F5 run · Ctrl+B type the box
-  Ctrl+E export mesh · Ctrl+Shift+E export overlay · Ctrl+Shift+J export JSON
-  K keypoints · [ / ] overlay opacity · Ctrl+1/2/3/0 3-D views · Ctrl+, settings"""
+def _rows(rows) -> str:
+    return "".join(f"<tr><td class='k'>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+
+
+def keys_html(shortcuts: list[tuple[str, str]]) -> str:
+    """The help as one two-column table (so the columns line up): the views' keys, then
+    `shortcuts` ((keys, what) of every menu action that has a shortcut)."""
+    rows = []
+    for title, entries in VIEW_KEYS + (("Everywhere (menu shortcuts)", tuple(shortcuts)),):
+        rows.append(f"<tr><td colspan='2' class='h'>{html.escape(title)}</td></tr>{_rows(entries)}")
+    return ("<style>td { padding: 2px 16px 2px 0; vertical-align: top; } td.k { white-space: nowrap; "
+            "font-weight: 600; } td.h { font-size: 11pt; font-weight: 700; padding-top: 12px; }</style>"
+            f"<table cellspacing='0'>{''.join(rows)}</table>")
+
+
+def action_shortcuts(actions) -> list[tuple[str, str]]:
+    """(shortcut, what) for each QAction with a shortcut, in menu order."""
+    out = []
+    for a in actions:
+        if not a.shortcut().isEmpty():
+            what = a.text().replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…")
+            out.append((a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), what))
+    return out
+
 
 MODEL_HELP = (
     "SAM 3D Body's weights are published by Meta on Hugging Face as "
@@ -50,9 +84,31 @@ MODEL_HELP = (
     "<br><br>The <b>demo model</b> has the same layout with "
     "<b>random weights</b>: it exercises every part of the app, but its mesh is not a prediction.")
 
-ABOUT = ("<b>sam3dbody-gui</b><br>Point-and-click 3-D human mesh recovery with "
-         "Meta's SAM 3D Body. Our own PyTorch implementation; Apache-2.0 code, "
-         "model weights under the SAM License.")
+
+
+def app_version() -> str:
+    """The installed distribution's version (what pip sees), else the package's own."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    try:
+        return metadata.version("sam3dbody-gui")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+def about_html() -> str:
+    import platform
+
+    from PySide6 import __version__ as pyside_version
+    from PySide6.QtCore import qVersion
+
+    return (f"<b>sam3dbody-gui {html.escape(app_version())}</b><br>Point-and-click 3-D human mesh recovery with "
+            "Meta's SAM 3D Body. Our own PyTorch implementation; Apache-2.0 code, "
+            "model weights under the SAM License.<br><br>"
+            f"<span style='color:#9aa3b2'>Python {platform.python_version()} · Qt {qVersion()} · "
+            f"PySide6 {pyside_version}</span>")
 
 
 def show_model_help(parent: QWidget) -> None:
@@ -63,9 +119,28 @@ def show_model_help(parent: QWidget) -> None:
     box.exec()
 
 
-def show_keys_help(parent: QWidget) -> None:
-    QMessageBox.information(parent, "Keyboard and mouse", KEYS_HELP)
+def keys_dialog(parent: QWidget, actions=()) -> QDialog:
+    d = QDialog(parent)
+    d.setWindowTitle("Keyboard and mouse")
+    view = QTextBrowser(d)
+    view.setObjectName("keysTable")
+    view.setOpenExternalLinks(False)
+    view.setHtml(keys_html(action_shortcuts(actions)))
+    view.setFrameShape(QTextBrowser.Shape.NoFrame)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, d)
+    buttons.rejected.connect(d.reject)
+    layout = QVBoxLayout(d)
+    layout.addWidget(view, 1)
+    layout.addWidget(buttons)
+    d.resize(640, 720)
+    return d
+
+
+def show_keys_help(parent: QWidget, actions=()) -> None:
+    d = keys_dialog(parent, actions)
+    d.exec()
+    d.deleteLater()
 
 
 def show_about(parent: QWidget) -> None:
-    QMessageBox.about(parent, "About", ABOUT)
+    QMessageBox.about(parent, f"About sam3dbody-gui {app_version()}", about_html())

@@ -7,12 +7,15 @@ inference, the overlay / PCA / normals the views draw), and the ModelController
 
     panel_grid.py      the four panels and their tools     status_bar.py    the status bar
     actions.py         menus, toolbar, shortcuts (tables)   news_banner.py   the banner's news
-    export_actions.py  File ▸ Export                        photo_files.py   open, recent, drop
+    export_actions.py  File ▸ Export (export_jobs.py: the   photo_files.py   open, recent, drop
+                       slow ones, on a worker)              box_editing.py   box edits, undo / redo
     load_progress.py   the model load's progress dialog     window_memory.py what it remembers
-    box_dialog.py, help_dialogs.py, settings_dialog.py, models_dialog.py: the dialogs
+    box_dialog.py, help_dialogs.py, settings_dialog.py, models_dialog.py, file_dialogs.py: dialogs
 
 Problems arrive as one line in the banner above the panels and in the status bar, never as a
-modal box that blocks the window.
+modal box that blocks the window. A problem with the command line (`start`: a missing photo, a
+--bbox outside it, a model that does not load) is also printed on stderr, and stays in the
+banner until the user closes it.
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ from typing import Optional
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QMainWindow, QVBoxLayout, QWidget
 
 from ..bundled import SAMPLE_BOX, sample_image_path
 from ..errors import UserError
-from . import help_dialogs
+from . import file_dialogs, help_dialogs
 from .actions import NEEDS_PHOTO, NEEDS_RESULT, install_actions
 from .box_dialog import ask_box
+from .box_editing import BoxEditor
 from .export_actions import ExportActions
 from .load_progress import LoadProgress
 from .model_controller import ModelController
-from .news_banner import NewsBanner
+from .news_banner import NewsBanner, print_problem
 from .panel_grid import PanelGrid
 from .photo_files import ask_photo, fill_recent_menu, local_files
 from .settings_store import add_recent_file, default_qsettings, load_settings
@@ -63,6 +67,9 @@ class MainWindow(QMainWindow):
         self._debounce.timeout.connect(self.run_now)
         self._align_timer = QTimer(self)  # lines the columns up once the window has its size
         self._align_timer.setSingleShot(True)
+        self._starting = False  # inside start(): problems are the command line's
+        self._startup_load = False  # the model load start() began has not ended yet
+        self.hub_token = ""  # a token pasted in the Models dialog: this session only, never saved
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.setMinimumSize(900, 600)
@@ -81,11 +88,15 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.panels, 1)
         self.setCentralWidget(central)
-        status = StatusBar(self.state, self)
+        # The banner's row is the bottom row's to give: the photo keeps its size (panel_grid.py).
+        margins = layout.contentsMargins()
+        self.panels.reference = lambda: central.height() - margins.top() - margins.bottom()
+        status = self.status_bar = StatusBar(self.state, self)
         self.setStatusBar(status)
         self.model_label = status.model_label
         self._align_timer.timeout.connect(self.panels.align_columns)
-        self.exports = e = ExportActions(self, self.state, self.store, self.mesh, self.show_error)
+        self.box_editor = BoxEditor(self.state, self.photo, self)
+        self.exports = e = ExportActions(self, self.state, self.store, self.mesh, self.show_error, self._rig)
         self.export_mesh, self.export_json = e.export_mesh, e.export_json  # File ▸ Export, as scripts call it
         self.export_overlay_png, self.export_pca_png, self.export_view_png = \
             e.export_overlay_png, e.export_pca_png, e.export_view_png
@@ -101,9 +112,13 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _connect(self) -> None:
-        s, c, m = self.state, self.controller, self.model_controller
-        self.photo.boxEdited.connect(self.set_box)
+        s, c, m, b = self.state, self.controller, self.model_controller, self.box_editor
+        b.refused.connect(lambda text: self.show_error(text, kind="box"))
+        b.accepted.connect(lambda: self.banner.dismiss_kinds("box"))
+        b.changed.connect(self._debounce.start)
+        b.historyChanged.connect(self._update_actions)
         self.photo.dragFinished.connect(self._on_drag_finished)
+        self.exports.jobs.busyChanged.connect(self.status_bar.show_export_busy)
         self.whole_button.clicked.connect(lambda: self.set_box(None))
         s.settingsChanged.connect(self._show_settings)
         for signal in (s.imageChanged, s.modelChanged):
@@ -144,7 +159,8 @@ class MainWindow(QMainWindow):
         self.controller.forget_inference()
         self.state.set_image(image, path)
         self.banner.dismiss_kinds("error", "box", "inference", "export")
-        add_recent_file(self.store, path)
+        if path.resolve() != sample_image_path().resolve():  # the built-in sample is not the user's photo
+            add_recent_file(self.store, path)
         self.state.post(f"Opened {path.name} ({image.shape[1]}×{image.shape[0]})")
         if box is not None and not self.state.set_box(box):
             self.show_error(self.state.last_message[0], kind="box")  # e.g. --bbox outside this photo
@@ -173,14 +189,7 @@ class MainWindow(QMainWindow):
     # ========================================================================== box ====
     def set_box(self, box: Optional[Box]) -> bool:
         """Change the person box (None: the whole image); re-runs after a short pause."""
-        before = self.state.box
-        if not self.state.set_box(box):
-            self.show_error(self.state.last_message[0], kind="box")
-            return False
-        self.banner.dismiss_kinds("box")
-        if self.state.box != before:
-            self._debounce.start()
-        return True
+        return self.box_editor.set_box(box)
 
     def box_dialog(self) -> None:
         if self.state.image is None:
@@ -203,6 +212,18 @@ class MainWindow(QMainWindow):
         if not self.controller.has_model and not self.controller.loading:
             self._show_no_model()
 
+    def run_clicked(self) -> None:
+        """Box ▸ Run / F5: run now, and say what is missing (a photo, a model)."""
+        if self.state.image is None:
+            self.state.post("Nothing to run on: open a photo first (Ctrl+O, or File ▸ Open sample photo)", "warning")
+            return
+        if self.controller.loading:
+            self.state.post("The model is still loading: the photo runs as soon as it is ready", "warning")
+        elif not self.controller.has_model:  # the request waits for a model; the banner says how to get one
+            self.state.post("Cannot run: no model is loaded. Use the demo model, get the model (Model ▸ Models…) "
+                            "or choose a model folder", "warning")
+        self.run_now()
+
     def _on_drag_finished(self) -> None:
         """Full mode: the drag ran body mode; now that the box is let go, refine the hands."""
         if self.state.settings.mode != "body" and self.state.image is not None:
@@ -214,7 +235,8 @@ class MainWindow(QMainWindow):
         self.state.set_result(bundle)
         self.banner.dismiss_kinds("inference")
         t = bundle.result.timings_ms.get("total", 0.0)
-        self.state.post(f"Done: {t:.0f} ms in the model, {bundle.shown_ms:.0f} ms from request to screen")
+        where = " on the whole photo" if bundle.box is None else ""
+        self.state.post(f"Done{where}: {t:.0f} ms in the model, {bundle.shown_ms:.0f} ms from request to screen")
         self.resultShown.emit(bundle)
 
     def _on_inference_failed(self, message: str, user_error: bool) -> None:
@@ -224,13 +246,20 @@ class MainWindow(QMainWindow):
     def start(self, model_dir: Optional[Path] = None, backend: Optional[str] = None,
               image: Optional[Path] = None, bbox: Optional[Box] = None) -> None:
         """What `sam3dbody-gui [gui]` does after showing the window: apply the command-line
-        choices (for this session), open the photo (or the sample) and load the model."""
-        self.model_controller.choose_at_start(model_dir, backend)
-        if image is not None:
-            self.open_image(image, box=bbox)
-        else:
-            self.open_image(sample_image_path(), box=bbox or SAMPLE_BOX)
+        choices (for this session), open the photo (or the sample) and load the model. Its
+        problems are printed on stderr too, and stay in the banner until closed."""
+        self._starting = True
+        try:
+            self.model_controller.choose_at_start(model_dir, backend)
+            if image is not None:
+                self.open_image(image, box=bbox)
+            else:
+                self.open_image(sample_image_path(), box=bbox or SAMPLE_BOX)
+        finally:
+            self._starting = False
+        self._startup_load = True
         self.model_controller.load_model()
+        self._startup_load = self.controller.loading
 
     # What the menus, banners and dialogs choose; the ModelController decides what it means.
     def apply_settings(self, settings: Settings, persist: bool = True) -> None:
@@ -241,7 +270,7 @@ class MainWindow(QMainWindow):
 
     def choose_model_folder(self) -> None:
         start = self.state.settings.model_dir or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Model folder (model.ckpt, model_config.yaml, assets/)", start)
+        folder = file_dialogs.existing_folder(self, "Model folder (model.ckpt, model_config.yaml, assets/)", start)
         if folder:
             self.model_controller.use_folder(folder)
 
@@ -249,8 +278,10 @@ class MainWindow(QMainWindow):
         """Model ▸ Models…: what is installed, download, choose a folder or the demo."""
         from .models_dialog import ModelsDialog
 
-        d = ModelsDialog(self.state.settings, self)
-        if d.exec() == QDialog.DialogCode.Accepted:
+        d = ModelsDialog(self.state.settings, self, token=self.hub_token)
+        accepted = d.exec() == QDialog.DialogCode.Accepted
+        self.hub_token = d.session_token
+        if accepted:
             self.apply_model_choice(d.chosen)
 
     def settings_dialog(self) -> None:
@@ -260,7 +291,13 @@ class MainWindow(QMainWindow):
         if d.exec() == QDialog.DialogCode.Accepted:
             self.apply_settings(d.result_settings())
 
+    def _rig(self):
+        """The loaded model's MHR rig (the rigged exports need it), or None."""
+        model = getattr(self.controller.pipeline, "model", None)
+        return getattr(model, "mhr", None)
+
     def _on_model_loaded(self, loaded: LoadedPipeline) -> None:
+        self._startup_load = False
         self.banner.dismiss_kinds("model", "demo")
         if loaded.synthetic:
             self.banner.show_demo_model(self.choose_model_folder)
@@ -269,6 +306,9 @@ class MainWindow(QMainWindow):
             self.run_now()
 
     def _on_model_failed(self, text: str) -> None:
+        if self._startup_load:
+            self._startup_load = False
+            print_problem(text)
         self._show_no_model(problem=text)
         self.state.post(text, "error")
         self.errorShown.emit(text)
@@ -298,13 +338,19 @@ class MainWindow(QMainWindow):
 
     # ============================================================ messages / chrome ====
     def show_error(self, text: str, kind: str = "error") -> None:
-        """One line in the banner and the status bar; `kind` says what news it is (news_banner.py)."""
+        """One line in the banner and the status bar; `kind` says what news it is (news_banner.py).
+        Inside `start` it is a start-up problem: printed on stderr, kept until closed."""
+        if self._starting:
+            kind = "startup"
+            print_problem(text)
         self.banner.show_news(kind, text, "error")
         self.state.post(text, "error")
         self.errorShown.emit(text)
 
     def _update_title(self) -> None:
-        parts = [APP_NAME]
+        # The app's name last: the platform adds the application's display name ("SAM 3D Body",
+        # app.py) to a title unless the title already ends with it, so it appears once.
+        parts = []
         if self.state.image_path is not None:
             parts.append(self.state.image_path.name)
         m = self.state.model
@@ -312,20 +358,23 @@ class MainWindow(QMainWindow):
             parts.append("DEMO MODEL — RANDOM WEIGHTS")
         elif m.loaded and m.folder is not None:
             parts.append(m.folder.name)
-        self.setWindowTitle(" — ".join(parts))
+        self.setWindowTitle(" — ".join(parts + [APP_NAME]))
 
     def _update_actions(self) -> None:
         for names, enabled in ((NEEDS_PHOTO, self.state.image is not None), (NEEDS_RESULT, self.state.bundle is not None)):
             for name in names:
                 self.actions_by_name[name].setEnabled(enabled)
         self.whole_button.setEnabled(self.state.image is not None)
+        history = self.state.box_history
+        self.act_undo_box.setEnabled(history.can_undo)
+        self.act_redo_box.setEnabled(history.can_redo)
 
     # Help ▸ (help_dialogs.py)
     def show_model_help(self) -> None:
         help_dialogs.show_model_help(self)
 
     def show_keys_help(self) -> None:
-        help_dialogs.show_keys_help(self)
+        help_dialogs.show_keys_help(self, self.actions_by_name.values())
 
     def show_about(self) -> None:
         help_dialogs.show_about(self)

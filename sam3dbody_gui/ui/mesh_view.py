@@ -69,11 +69,16 @@ class GLView(gl.GLViewWidget):
     """GLViewWidget with right-drag zoom, Shift-drag pan and keyboard view presets."""
 
     viewKey = Signal(str)
+    cameraMoved = Signal()  # the user orbited, panned or zoomed
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.initialized = False
+
+    def mousePressEvent(self, ev: QMouseEvent) -> None:
+        self.cameraMoved.emit()
+        super().mousePressEvent(ev)
 
     def initializeGL(self) -> None:
         super().initializeGL()
@@ -96,6 +101,7 @@ class GLView(gl.GLViewWidget):
 
     def wheelEvent(self, ev: QWheelEvent) -> None:
         delta = ev.angleDelta().y() or ev.angleDelta().x()
+        self.cameraMoved.emit()
         self.opts["distance"] *= 0.999 ** delta
         self.update()
 
@@ -110,6 +116,7 @@ class GLView(gl.GLViewWidget):
         if key in named:
             self.viewKey.emit(named[key])
             return
+        self.cameraMoved.emit()
         if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.opts["distance"] /= 1.15
             self.update()
@@ -131,6 +138,8 @@ class MeshView(QWidget):
         self.view.setToolTip("Drag: orbit · Shift/Ctrl-drag or middle-drag: pan · wheel or right-drag: zoom\n"
                              "Keys: arrows orbit · Shift+arrows pan · +/- zoom · 1 front · 2 side · 3 ¾ · R reset")
         self.view.viewKey.connect(self._on_view_key)
+        self.view.cameraMoved.connect(self._stop_fitting)
+        self.fitting = True  # the camera frames the whole body, also after a resize, until the user moves it
         self.grid = gl.GLGridItem(color=(255, 255, 255, 28))
         self.grid.setSize(4, 4)
         self.grid.setSpacing(0.25, 0.25)
@@ -207,6 +216,14 @@ class MeshView(QWidget):
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
         self._place_hint()
+        if self.fitting and self.num_vertices:
+            # A preset view framed the body for the old size: frame it again (a shorter view
+            # would cut off the head and feet).
+            self.view.opts["distance"] = self.fit_distance()
+            self.view.update()
+
+    def _stop_fitting(self) -> None:
+        self.fitting = False
 
     def _place_hint(self) -> None:
         self.hint.adjustSize()
@@ -227,6 +244,7 @@ class MeshView(QWidget):
             name = "front"
         azimuth, elevation = VIEWS[name]
         self.current_view = name
+        self.fitting = True
         self.view.setCameraPosition(pos=QVector3D(0, 0, 0), distance=self.fit_distance(),
                                     elevation=elevation, azimuth=azimuth)
         self.view.opts["fov"] = 60

@@ -6,11 +6,19 @@
 
 Each view observes the AppState by itself; the grid only lays them out and keeps the overlay
 slider and the keypoints box showing the settings.
+
+Rows: the top row (the photo, where the user works) gets TOP_SHARE of the height, the bottom row
+the rest but never less than its panels need (in full mode the latency cards keep room for the
+hand stages, so a result never moves the divider). Dragging the divider changes the share. The
+share is of the height with the banner's row included (`reference`): news appearing above the
+panels takes its room from the bottom row, so the photo keeps its size under the pointer.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from typing import Callable
+
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtWidgets import QCheckBox, QLabel, QSlider, QSplitter, QWidget
 
 from .feature_view import FeatureView
@@ -22,6 +30,7 @@ from .widgets import Panel, tool_button
 
 VIEW_BUTTONS = (("front", "Front", "Front view (1, Ctrl+1)"), ("side", "Side", "Side view (2, Ctrl+2)"),
                 ("three_quarter", "¾", "Three-quarter view (3, Ctrl+3)"), ("reset", "Reset", "Reset the view (R, Ctrl+0)"))
+TOP_SHARE = 0.58
 
 
 def _set_quietly(widget, setter: str, getter: str, value) -> None:
@@ -67,6 +76,7 @@ class PanelGrid(QSplitter):
         self.wire_button.toggled.connect(self.mesh.set_wireframe)
 
         self.latency_panel = Panel("Latency", self.latency, "per stage, last runs")
+        self.latency.summaryChanged.connect(self.latency_panel.set_subtitle)
         clear = self.latency_panel.add_tool(tool_button("Clear", "Clear the latency history"))
         clear.clicked.connect(state.clear_history)
 
@@ -81,11 +91,12 @@ class PanelGrid(QSplitter):
         for sp in (self.top, self.bottom, self):
             sp.setChildrenCollapsible(False)
             sp.setHandleWidth(8)
-        self.setStretchFactor(0, 3)
-        self.setStretchFactor(1, 2)
         self.top.setSizes([1000, 1000])
         self.bottom.setSizes([1000, 1000])
-        self.setSizes([600, 380])
+        self.top_share = TOP_SHARE
+        # The height the share is of: the grid's own, or (the window's) the grid's and the banner's.
+        self.reference: Callable[[], int] = self.height
+        self.splitterMoved.connect(self._rows_moved)
         # Keep the two columns aligned: moving one row's divider moves the other's.
         self.top.splitterMoved.connect(lambda *_: self._align_columns(self.top, self.bottom))
         self.bottom.splitterMoved.connect(lambda *_: self._align_columns(self.bottom, self.top))
@@ -94,6 +105,36 @@ class PanelGrid(QSplitter):
         self.keypoints_box.toggled.connect(lambda on: state.update_settings(show_keypoints=bool(on)))
         state.settingsChanged.connect(self._show_settings)
         self._show_settings()
+
+    # -- rows ------------------------------------------------------------------------------
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self.place_rows()
+
+    def place_rows(self) -> None:
+        total = self.height() - self.handleWidth()
+        if total <= 0:
+            return
+        top_min, bottom_min = self.top.minimumSizeHint().height(), self.bottom.minimumSizeHint().height()
+        reference = max(total, self.reference() - self.handleWidth())
+        bottom = max(bottom_min, total - round(self.top_share * reference))
+        bottom = max(0, min(bottom, total - top_min))
+        if self.sizes() != [total - bottom, bottom]:
+            self.blockSignals(True)
+            self.setSizes([total - bottom, bottom])
+            self.blockSignals(False)
+
+    def _rows_moved(self, *_args) -> None:
+        top, bottom = self.sizes()
+        if top + bottom > 0:
+            self.top_share = top / max(top + bottom, self.reference() - self.handleWidth())
+
+    def restoreState(self, state: QByteArray) -> bool:  # noqa: N802 - Qt's name
+        ok = super().restoreState(state)
+        top, bottom = self.sizes()
+        if ok and top + bottom > 0:
+            self.top_share = min(0.85, max(0.3, top / (top + bottom)))
+        return ok
 
     def splitters(self) -> dict[str, QSplitter]:
         """By the names their positions are saved under."""

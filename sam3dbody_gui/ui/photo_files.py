@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from PySide6.QtCore import QMimeData, QSettings
-from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
+from PySide6.QtWidgets import QMenu, QWidget
 
+from .file_dialogs import open_file
 from .settings_store import clear_recent_files, recent_files
 from .window_memory import last_folder, remember_folder
 
@@ -16,7 +17,7 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files
 
 
 def ask_photo(parent: QWidget, store: QSettings) -> Optional[Path]:
-    path, _ = QFileDialog.getOpenFileName(parent, "Open photo", str(last_folder(store, "open")), IMAGE_FILTER)
+    path = open_file(parent, "Open photo", str(last_folder(store, "open")), IMAGE_FILTER)
     if not path:
         return None
     remember_folder(store, "open", Path(path).parent)

@@ -46,6 +46,7 @@ def numpy_to_qimage(array: np.ndarray) -> QImage:
 
 class PhotoView(QWidget):
     boxEdited = Signal(object)  # Box | None
+    dragStarted = Signal()  # a box drag begins (the box before it: `drag_start_box`)
     dragFinished = Signal()  # the mouse let go of the box (or Esc cancelled the drag)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -164,6 +165,7 @@ class PhotoView(QWidget):
         self._drag = hit or "draw"
         self._drag_origin = self._clamp_point(self.to_image(pos))
         self._drag_box = self.state.box
+        self.dragStarted.emit()
         ev.accept()
 
     def mouseMoveEvent(self, ev: QMouseEvent) -> None:
@@ -188,6 +190,10 @@ class PhotoView(QWidget):
         elif drag == "draw" and self.state.box != self._drag_box:
             self.boxEdited.emit(self._drag_box)  # a click, not a box: keep what was there
         self.dragFinished.emit()
+
+    @property
+    def drag_start_box(self) -> Optional[Box]:
+        return self._drag_box
 
     @property
     def dragging(self) -> bool:
@@ -257,15 +263,18 @@ class PhotoView(QWidget):
         p.drawImage(target, self._photo)
         state, settings = self.state, self.state.settings
         bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
+        # What the model found stays on the photo: keypoints (and a mesh) can fall outside it.
+        p.setClipRect(target)
         if bundle is not None and self._layer is not None:
             stale = bundle.box != state.box  # the box moved since: show the old mesh faded
             p.setOpacity(settings.overlay_opacity * (0.45 if stale else 1.0))
             p.drawImage(target, self._layer)
             p.setOpacity(1.0)
-        if state.box is not None:
-            self._draw_box(p, target)
         if bundle is not None and settings.show_keypoints:
             self._draw_keypoints(p, bundle.result.keypoints_2d)
+        p.setClipping(False)
+        if state.box is not None:
+            self._draw_box(p, target)
         if state.box is None:
             self._draw_pill(p, "No box: the whole photo is used · drag to draw one", top=False)
         if self.busy:

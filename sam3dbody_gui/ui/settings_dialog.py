@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from .backends import MODE_NOTE, MODES, PRECISIONS, backend_choices, device_choices, fp8_unavailable_reason
+from .file_dialogs import existing_folder
 from .state import Settings
 
 DEMO_TEXT = "Demo model (random weights; made in the user cache)"
@@ -109,7 +110,7 @@ class SettingsDialog(QDialog):
 
     def _browse(self) -> None:
         start = self.folder.text() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Model folder", start)
+        folder = existing_folder(self, "Model folder", start)
         if folder:
             self.folder.setText(folder)
             self.demo.setChecked(False)

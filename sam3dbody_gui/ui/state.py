@@ -22,6 +22,49 @@ if TYPE_CHECKING:  # the pipeline imports torch: the UI imports it lazily, on th
 
 Box = tuple[float, float, float, float]
 HISTORY_LENGTH = 60
+UNDO_LENGTH = 100
+
+
+class BoxHistory:
+    """Undo and redo of the person box, Qt-free: the boxes before each edit (None: the whole
+    photo). The window records one step per edit: a whole drag is one, so is each key nudge."""
+
+    def __init__(self, limit: int = UNDO_LENGTH) -> None:
+        self.limit = limit
+        self._undo: list[Optional[Box]] = []
+        self._redo: list[Optional[Box]] = []
+
+    def record(self, before: Optional[Box], after: Optional[Box]) -> None:
+        if before == after:
+            return
+        self._undo.append(before)
+        del self._undo[:-self.limit]
+        self._redo.clear()
+
+    def undo(self, current: Optional[Box]) -> tuple[bool, Optional[Box]]:
+        """(whether there was a step, the box to go back to)."""
+        if not self._undo:
+            return False, current
+        self._redo.append(current)
+        return True, self._undo.pop()
+
+    def redo(self, current: Optional[Box]) -> tuple[bool, Optional[Box]]:
+        if not self._redo:
+            return False, current
+        self._undo.append(current)
+        return True, self._redo.pop()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def clear(self) -> None:
+        self._undo.clear()
+        self._redo.clear()
 
 
 @dataclass(frozen=True)
@@ -102,6 +145,7 @@ class AppState(QObject):
         self.image_path: Optional[Path] = None
         self.image_id = 0
         self.box: Optional[Box] = None  # None = the whole image
+        self.box_history = BoxHistory()  # a new photo starts a new history
         self.bundle: Optional[ResultBundle] = None
         self.settings = settings or Settings()
         self.model = ModelStatus()
@@ -121,6 +165,7 @@ class AppState(QObject):
         self.image_path = Path(path) if path is not None else None
         self.image_id += 1
         self.box = None
+        self.box_history.clear()
         self.bundle = None
         self.imageChanged.emit()
         self.boxChanged.emit()

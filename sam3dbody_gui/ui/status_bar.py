@@ -17,6 +17,8 @@ class StatusBar(QStatusBar):
         self.state = state
         self.box_label = QLabel("")
         self.busy_label = QLabel("")
+        self.export_label = QLabel("")  # an export running on its worker
+        self.addPermanentWidget(self.export_label)
         self.model_label = QLabel("no model")
         self.addPermanentWidget(self.box_label)
         self.addPermanentWidget(self.busy_label)
@@ -35,6 +37,10 @@ class StatusBar(QStatusBar):
     def _show_busy(self, busy: bool) -> None:
         self.busy_label.setText("● running" if busy else "")
         self.busy_label.setStyleSheet(f"color: {style.ACCENT};" if busy else "")
+
+    def show_export_busy(self, busy: bool) -> None:
+        self.export_label.setText("● exporting" if busy else "")
+        self.export_label.setStyleSheet(f"color: {style.MESH};" if busy else "")
 
     def _show_box(self) -> None:
         b = self.state.box

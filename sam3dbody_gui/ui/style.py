@@ -34,6 +34,7 @@ QLabel#panelTitle {{ color: {TEXT}; font-weight: 600; font-size: 10.5pt; }}
 QLabel#panelSubtitle, QLabel#dim {{ color: {TEXT_DIM}; }}
 QLabel#stageName {{ color: {TEXT_DIM}; font-size: 8.5pt; }}
 QLabel#stageValue {{ color: {TEXT}; font-size: 17pt; font-weight: 600; }}
+QLabel#stageValueSmall {{ color: {TEXT}; font-size: 12pt; font-weight: 600; }}
 QLabel#stageStat {{ color: {TEXT_DIM}; font-size: 8pt; }}
 QFrame#stageTile {{ background: {PANEL_HEADER}; border: 1px solid {BORDER}; border-radius: 5px; }}
 QLabel#badge {{ background: #2d3440; color: {TEXT}; border-radius: 4px; padding: 2px 7px; }}
@@ -57,11 +58,15 @@ QStatusBar QLabel {{ color: {TEXT_DIM}; padding: 0 6px; }}
 QSplitter::handle {{ background: {WINDOW}; }}
 QToolBar {{ background: {WINDOW}; border: none; spacing: 4px; padding: 3px 6px; }}
 QToolTip {{ color: {TEXT}; background: #2b313c; border: 1px solid {BORDER}; }}
+QFileDialog QToolButton {{ padding: 3px; }}
 """
 
 
 def apply_theme(app: QApplication) -> None:
-    app.setStyle("Fusion")
+    from .dark_style import DarkStyle
+
+    app._dark_style = DarkStyle(TEXT)  # Fusion with visible check boxes, radio buttons, file-dialog icons
+    app.setStyle(app._dark_style)
     p = QPalette()
     colours = {
         QPalette.ColorRole.Window: WINDOW, QPalette.ColorRole.WindowText: TEXT,

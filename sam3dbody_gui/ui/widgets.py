@@ -1,9 +1,47 @@
-"""Small building blocks: a titled panel frame and an inline message banner."""
+"""Small building blocks: a label that fits its width, a titled panel frame and an inline
+message banner."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+
+from . import icons, style
+
+LEVEL_ICONS = {"error": ("error", style.ERROR), "warning": ("warning", style.WARNING), "info": ("info", style.MESH)}
+
+
+class FittedLabel(QLabel):
+    """A label showing the first of its variants that fits its width, else the last one elided
+    ("…"); it never asks for width, so a narrow place shortens it instead of growing."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._variants: list[str] = [" "]
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+
+    def set_variants(self, *variants: str) -> None:
+        self._variants = [v for v in variants if v] or [" "]
+        self._fit()
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit()
+
+    def _fit(self) -> None:
+        fm = self.fontMetrics()
+        room = self.contentsRect().width()
+        chosen = next((v for v in self._variants if fm.horizontalAdvance(v) <= room), None)
+        if chosen is None:
+            chosen = fm.elidedText(self._variants[-1], Qt.TextElideMode.ElideRight, max(room, 0)) or " "
+        if chosen != self.text():
+            self.setText(chosen)
+
+    def fits(self) -> bool:
+        """The text shown is one of the variants, whole (not elided)."""
+        return self.text() in self._variants and \
+            self.fontMetrics().horizontalAdvance(self.text()) <= self.contentsRect().width()
 
 
 class Panel(QFrame):
@@ -16,7 +54,8 @@ class Panel(QFrame):
         self.header.setObjectName("panelHeader")
         self.title = QLabel(title, self.header)
         self.title.setObjectName("panelTitle")
-        self.subtitle = QLabel(subtitle, self.header)
+        self.subtitle = FittedLabel(self.header)  # shortened ("…") where the tools leave no room
+        self.subtitle.set_variants(subtitle)
         self.subtitle.setObjectName("panelSubtitle")
         self.tools = QHBoxLayout()
         self.tools.setSpacing(4)
@@ -24,8 +63,7 @@ class Panel(QFrame):
         row.setContentsMargins(10, 5, 6, 5)
         row.setSpacing(8)
         row.addWidget(self.title)
-        row.addWidget(self.subtitle)
-        row.addStretch(1)
+        row.addWidget(self.subtitle, 1)
         row.addLayout(self.tools)
         self.body = body
         layout = QVBoxLayout(self)
@@ -40,7 +78,7 @@ class Panel(QFrame):
         return widget
 
     def set_subtitle(self, text: str) -> None:
-        self.subtitle.setText(text)
+        self.subtitle.set_variants(text)
 
 
 def tool_button(text: str, tooltip: str, checkable: bool = False, parent: QWidget | None = None) -> QToolButton:
@@ -64,6 +102,8 @@ class Banner(QFrame):
         self.setObjectName("banner")
         self.setProperty("level", "info")
         self.icon = QLabel(self)
+        self.icon.setFixedSize(18, 18)
+        self.icon.setAccessibleName("level")
         self.text = QLabel(self)
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
@@ -72,14 +112,15 @@ class Banner(QFrame):
         self.buttons = QHBoxLayout()
         self.buttons.setSpacing(6)
         self.close_button = QToolButton(self)
-        self.close_button.setText("✕")
+        self.close_button.setIcon(icons.icon("close", "#c3cad6"))
+        self.close_button.setAccessibleName("Dismiss")
         self.close_button.setToolTip("Dismiss (Esc)")
         self.close_button.setAutoRaise(True)
         self.close_button.clicked.connect(self.dismiss)
         row = QHBoxLayout(self)
         row.setContentsMargins(10, 6, 6, 6)
         row.setSpacing(10)
-        row.addWidget(self.icon)
+        row.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(self.text, 1)
         row.addLayout(self.buttons)
         row.addWidget(self.close_button)
@@ -93,7 +134,9 @@ class Banner(QFrame):
         self.setProperty("level", level)
         self.style().unpolish(self)
         self.style().polish(self)
-        self.icon.setText({"error": "⛔", "warning": "⚠", "info": "ℹ"}.get(level, ""))
+        # Drawn, not a glyph: "⛔" is missing from common fonts (an empty box on DejaVu).
+        name, colour = LEVEL_ICONS.get(level, LEVEL_ICONS["info"])
+        self.icon.setPixmap(icons.pixmap(name, colour, 18))
         self.text.setText(text)
         for b in self._button_widgets:
             b.hide()

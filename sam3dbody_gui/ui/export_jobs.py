@@ -1,0 +1,188 @@
+"""The slow exports, on a superqt worker: Export all (mesh + overlay + PCA map + parameters
+JSON), the contact sheet, the turntable (GIF / MP4), the rigged body (GLB) and its skeleton's
+motion (BVH). Fitting the rig's skeleton can take seconds (40 s for the full-size rig on two
+CPU cores, then cached), rendering a turntable a few.
+
+Each job is a plain function of plain values (the photo, its result, the rig): it never
+touches a widget. Its files are written atomically (export/output_set.py's `publish`, or the
+exporters' own atomic writers), after `check_outputs` found what it can before any work: a
+missing folder, a read-only file, an output on the photo itself. It reports progress as short
+sentences and ends with one line: what it wrote, or the one problem. One job at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from PySide6.QtCore import QObject, Signal
+from superqt.utils import create_worker
+
+from ..errors import UserError
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ExportInput:
+    """What a job needs, captured on the UI thread."""
+
+    image: object  # (H, W, 3) uint8: the photo
+    result: object  # MeshResult
+    image_path: Optional[Path] = None  # protected: no output may replace the photo
+    frame: str = "camera"
+    rig: object = None  # the MHR rig (pipeline.model.mhr): rigged GLB and BVH only
+    box_given: bool = True
+
+
+def _check(paths: dict, inp: ExportInput, replace: bool = True) -> None:
+    from ..export.output_set import Output, check_outputs
+
+    inputs = [Output(inp.image_path, "photo")] if inp.image_path is not None else []
+    check_outputs([Output(Path(p), what) for what, p in paths.items()], inputs=inputs, replace=replace)
+
+
+def all_paths(folder: Path, stem: str) -> dict[str, Path]:
+    """Export all's files in `folder`, by what they are."""
+    folder = Path(folder)
+    return {"mesh": folder / f"{stem}_mesh.obj", "overlay": folder / f"{stem}_overlay.png",
+            "PCA image": folder / f"{stem}_pca.png", "JSON": folder / f"{stem}_params.json"}
+
+
+def write_all(inp: ExportInput, folder: Path, stem: str, replace: bool, say: Say) -> str:
+    from ..export.output_set import publish
+    from ..export.service import OutputRequest, plan_writers
+
+    paths = all_paths(folder, stem)
+    request = OutputRequest(mesh=paths["mesh"], overlay=paths["overlay"], pca=paths["PCA image"],
+                            json=paths["JSON"], frame=inp.frame)
+    inputs = [inp.image_path] if inp.image_path is not None else []
+    _check(paths, inp, replace)
+    say("drawing the overlay and the feature map")
+    writers, _report = plan_writers(request, inp.image, [inp.result], [inp.result],
+                                    ["box" if inp.box_given else "whole image"], [None], progress=say)
+    say("writing the files")
+    publish(writers, inputs=inputs, replace=replace)
+    return f"Exported 4 files to {folder}: {', '.join(p.name for p in paths.values())} ({inp.frame} frame)"
+
+
+def write_sheet(inp: ExportInput, path: Path, say: Say) -> str:
+    from ..export.output_set import publish
+    from ..export.service import OutputRequest, plan_writers
+
+    _check({"contact sheet": path}, inp)
+    request = OutputRequest(sheet=Path(path))
+    request.check_suffixes(1)
+    writers, _ = plan_writers(request, inp.image, [inp.result], [inp.result], ["box"], [None], progress=say)
+    publish(writers, inputs=[inp.image_path] if inp.image_path else [])
+    return f"Contact sheet saved: {path}"
+
+
+def write_turntable(inp: ExportInput, path: Path, say: Say) -> str:
+    from ..export.turntable_file import check_turntable_suffix, save_turntable
+
+    check_turntable_suffix(Path(path))
+    _check({"turntable": path}, inp)
+    frames = []
+
+    def progress(done: int, total: int) -> None:
+        frames.append(total)
+        if done == 1 or done % 6 == 0 or done == total:
+            say(f"drawing the turntable: frame {done} of {total}")
+
+    save_turntable(Path(path), inp.result.vertices_camera, inp.result.faces, progress=progress)
+    return f"Turntable saved: {path} ({frames[-1] if frames else 0} frames, one full turn)"
+
+
+def _rigged(inp: ExportInput, say: Say):
+    from ..export.rigged_person import rigged_people
+    from ..model.rig_fit import rig_skeleton
+
+    if inp.rig is None:
+        raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
+    say("reading the rig's skeleton and skin (fitting it can take a minute the first time)")
+    skeleton = rig_skeleton(inp.rig)
+    say("posing the skeleton")
+    return skeleton, rigged_people([inp.result], skeleton, inp.rig)
+
+
+def write_rigged(inp: ExportInput, path: Path, say: Say) -> str:
+    from ..export.rigged_gltf import save_rigged_gltf
+
+    if Path(path).suffix.lower() != ".glb":
+        raise UserError(f"a rigged body is saved as .glb, not {Path(path).suffix or 'a file without extension'}")
+    _check({"rigged body": path}, inp)
+    skeleton, people = _rigged(inp, say)
+    say("writing the glTF")
+    save_rigged_gltf(Path(path), people)
+    return f"Rigged body saved: {path} ({skeleton.num_joints} joints, skeleton {skeleton.source})"
+
+
+def write_bvh(inp: ExportInput, path: Path, say: Say) -> str:
+    from ..export.bvh import save_bvh
+
+    if Path(path).suffix.lower() != ".bvh":
+        raise UserError(f"BVH motion is saved as .bvh, not {Path(path).suffix or 'a file without extension'}")
+    _check({"BVH motion": path}, inp)
+    skeleton, people = _rigged(inp, say)
+    say("writing the BVH")
+    save_bvh(Path(path), skeleton, [people[0].world])
+    return f"Skeleton motion saved: {path} ({skeleton.num_joints} joints, 1 frame)"
+
+
+class _Relay(QObject):
+    progress = Signal(int, str)  # job id, sentence
+
+
+class ExportJobs(QObject):
+    """Runs one export job at a time on a pool thread; all its methods run on the UI thread."""
+
+    progress = Signal(str)  # what the running job does, as a sentence
+    finished = Signal(str)  # what it wrote
+    failed = Signal(str)  # the one problem
+    busyChanged = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._relay = _Relay(self)
+        self._relay.progress.connect(self._on_progress)
+        self._id = 0
+        self.running = False
+
+    def start(self, job: Callable[..., str], *args) -> bool:
+        """Run `job(*args, say)` on a worker; False (and a message) if one already runs."""
+        if self.running:
+            self.failed.emit("Another export is still running: wait for it to finish")
+            return False
+        from .worker import describe_error
+
+        self._id += 1
+        jid, relay = self._id, self._relay
+
+        def say(text: str) -> None:
+            try:
+                relay.progress.emit(jid, text)
+            except RuntimeError:  # the window is gone
+                pass
+
+        def work() -> tuple[bool, str]:
+            try:
+                return True, job(*args, say)
+            except BaseException as exc:  # noqa: BLE001 - every failure becomes one message
+                return False, describe_error(exc)[0]
+
+        self.running = True
+        self.busyChanged.emit(True)
+        create_worker(work, _connect={"returned": self._on_done}, _start_thread=True)
+        return True
+
+    def _on_progress(self, jid: int, text: str) -> None:
+        if jid == self._id and self.running:
+            self.progress.emit(text[:1].upper() + text[1:] + "…")
+
+    def _on_done(self, outcome: tuple[bool, str]) -> None:
+        self.running = False
+        self.busyChanged.emit(False)
+        ok, text = outcome
+        (self.finished if ok else self.failed).emit(text)
