@@ -12,8 +12,9 @@ ROOT = PACKAGE.name
 
 # Highest layer first wins: the first entry whose prefix matches names the module's layer.
 LAYER_OF_PREFIX = [
-    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("bench_people", "app"), ("compare", "app"), ("__main__", "app"),
+    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("bench_people", "app"), ("compare", "app"), ("__main__", "app"), ("batch", "app"),
     ("export", "export"),
+    ("video", "pipeline"),
     ("pipeline", "pipeline"),
     ("runtime", "runtime"),
     # The weights code beside the model: the Hub, model folders, checkpoint reading, verification,

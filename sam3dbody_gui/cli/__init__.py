@@ -15,9 +15,11 @@ from typing import Iterator, Sequence
 from ..app_paths import MODEL_ENV  # noqa: F401 - part of the CLI's surface (tests, docs)
 from ..bundled import SAMPLE_BOX, sample_image_path  # noqa: F401
 from ..errors import UserError
+from .batch import cmd_batch
 from .commands import cmd_bench, cmd_compare, cmd_download, cmd_gui, cmd_make_synthetic
 from .infer import cmd_demo, cmd_infer
 from .parser import build_parser  # noqa: F401
+from .video import cmd_video
 
 EXIT_USER_ERROR = 2
 EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
@@ -47,7 +49,8 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_synthetic, "bench": cmd_bench,
-            "download": cmd_download, "compare": cmd_compare, "gui": cmd_gui, None: cmd_gui}
+            "batch": cmd_batch, "video": cmd_video, "download": cmd_download, "compare": cmd_compare,
+            "gui": cmd_gui, None: cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 from ..app_paths import MODEL_ENV
 from ..export.mesh_file import FRAME_HELP, FRAMES, MESH_SUFFIXES
 from ..runtime.choices import AUTO_BACKEND, AUTO_PRECISION, BACKENDS, MODE_HELP, MODES, PRECISIONS
+from .batch import add_batch_parser
+from .video import add_video_parser
 
 DEFAULT_MAX_PEOPLE = 20
 
@@ -64,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"at most this many people, the highest scores first (default {DEFAULT_MAX_PEOPLE})")
     p.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV})")
     p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                   help="camera intrinsics in pixels (default: focal = image diagonal, centred)")
+                   help="camera intrinsics in pixels (default: the focal length in the photo's EXIF, else "
+                        "focal = image diagonal; centred)")
+    p.add_argument("--height", type=float, action="append", metavar="M",
+                   help="the person is M metres tall: body and distance scaled together (the photo is unchanged); "
+                        "once for everyone or once per person")
     p.add_argument("--out", type=Path, help=f"mesh file ({', '.join(MESH_SUFFIXES)}); with several people "
                                             "a scene with one object each (.glb, .obj, .ply)")
     p.add_argument("--out-dir", type=Path, help="also one mesh file per person in this folder (person_0.obj, …)")
@@ -117,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autotune", action="store_true")
     p.add_argument("--json", type=Path)
 
+    add_batch_parser(sub)
+    add_video_parser(sub)
     p = sub.add_parser("download", help="download the model files from Hugging Face (facebook/sam-3d-body-dinov3 "
                                         "is gated: accept the SAM License on its page first)")
     what = p.add_mutually_exclusive_group()
