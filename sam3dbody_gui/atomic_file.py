@@ -98,3 +98,25 @@ def atomic_path(dest: Path) -> Iterator[Path]:
 def write_bytes_atomic(dest: Path, data: bytes) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
+
+
+@contextmanager
+def atomic_folder(dest: Path, before_publish=lambda: None) -> Iterator[Path]:
+    """Yield a new hidden folder beside `dest` to fill; on success it becomes `dest` (an empty
+    `dest` the caller made is replaced), on error it is removed: nobody sees half a folder.
+    `before_publish`: a last check just before the rename (e.g. that `dest` is still free)."""
+    import shutil
+    import tempfile
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield work
+        before_publish()
+        if dest.exists():
+            dest.rmdir()  # an empty folder made for us (rmdir refuses anything else)
+        work.rename(dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -65,8 +65,6 @@ def test_several_people_share_one_z_buffer_the_nearer_hides_the_farther():
 
     from sam3dbody_gui.export.mesh_render import person_colour, render_people_layer
 
-    k = np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
-
     def person(z: float, x0: float):
         # A square facing the camera at depth z (two triangles wound towards it).
         v = np.array([[x0, -0.3, z], [x0, 0.3, z], [x0 + 0.6, 0.3, z], [x0 + 0.6, -0.3, z]])

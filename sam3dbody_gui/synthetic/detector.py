@@ -22,11 +22,10 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..atomic_file import atomic_folder
 from ..errors import UserError
 from ..model.detector_folder import (CONFIG_FILE, PREPROCESSOR_FILE, SYNTHETIC_MARKER, WEIGHTS_FILE,
                                      import_transformers)
@@ -186,9 +185,7 @@ def make_synthetic_detector(dest: Path, size: str = "tiny", seed: int = 0,
     progress(f"building a {size} RT-DETRv2 person detector with random weights (seed {seed})")
     model = model_class(config_class.from_dict(copy.deepcopy(config))).eval()
     state = _to_file(model, random_state(model, seed))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as work:
         (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (work / PREPROCESSOR_FILE).write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2, sort_keys=True) + "\n",
                                               encoding="utf-8")
@@ -198,11 +195,5 @@ def make_synthetic_detector(dest: Path, size: str = "tiny", seed: int = 0,
             f"Made by sam3dbody-gui with size {size}, seed {seed}.\n"
             "Same files and config keys as PekingU/rtdetr_v2_r18vd, but the weights are random: every query\n"
             "scores as a person, and its boxes are not anyone's.\n", encoding="utf-8")
-        if dest.exists():
-            dest.rmdir()  # an empty folder the caller made for us
-        work.rename(dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     progress(f"wrote {dest}")
     return dest

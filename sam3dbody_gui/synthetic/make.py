@@ -13,14 +13,13 @@ cancel never leaves a half-written model behind, and an existing folder is never
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..atomic_file import atomic_folder
 from ..errors import UserError
 from ..model.config import DecoderConfig, ModelConfig, save_model_config
 from ..model.model_folder import CHECKPOINT_NAME, CONFIG_NAME, RIG_PATH, SYNTHETIC_MARKER, is_synthetic  # noqa: F401
@@ -122,9 +121,7 @@ def make_synthetic_model(
         raise UserError(f"unknown export kind(s) {sorted(unknown)}: choose from {', '.join(EXPORT_KINDS)}")
     if "onnx" in exports and onnx_export_problem():  # say so before minutes of work, not after
         raise UserError(f"cannot write the ONNX export: {onnx_export_problem()} (or --exports pt2)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest, before_publish=lambda: _check_destination(dest)) as work:
         progress(f"building a {size} model with random weights (seed {seed})")
         model, standin = build_synthetic_model(size, seed)
         save_model_config(model.cfg, work / CONFIG_NAME)
@@ -147,13 +144,6 @@ def make_synthetic_model(
             "and the MHR rig is a stand-in: meshes from it are not estimates of anyone's pose or shape.\n",
             encoding="utf-8",
         )
-        _check_destination(dest)
-        if dest.exists():
-            dest.rmdir()  # an empty folder the user made for us
-        work.rename(dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     progress(f"wrote {dest}")
     return dest
 
