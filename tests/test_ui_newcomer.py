@@ -189,15 +189,24 @@ def test_keypoints_outside_the_photo_are_not_drawn_on_the_panel(qtbot, window):
     kp = bundle.result.keypoints_2d
     h, width = w.state.image_hw
     kp[:6] = [(-40, 50), (width + 40, 50), (50, -40), (50, h + 40), (-30, -30), (width + 30, h + 30)]
-    w.photo.update()
-    qtbot.wait(30)
-    arr = _pixels(w.photo.grab().toImage())[..., :3].astype(int)
+    # On a loaded machine the layout may still settle (a late resize moves the photo): grab when
+    # the photo's place is the same before and after the grab.
+    for _ in range(20):
+        w.photo.update()
+        qtbot.wait(50)
+        before = w.photo.image_rect()
+        arr = _pixels(w.photo.grab().toImage())[..., :3].astype(int)
+        r = w.photo.image_rect()
+        if r == before:
+            break
     dpr = w.photo.devicePixelRatioF()
-    r = w.photo.image_rect()
     outside = np.ones(arr.shape[:2], bool)
     m = 6  # the box's handles on the photo's edge
     outside[int((r.top() - m) * dpr):int((r.bottom() + m) * dpr), int((r.left() - m) * dpr):int((r.right() + m) * dpr)] = False
     panel = np.array([int(style.PANEL[i:i + 2], 16) for i in (1, 3, 5)])
+    # The widget's own outermost pixels are not the panel's drawing area (the offscreen platform
+    # leaves a few of them unpainted on some runs): only the inside counts.
+    outside[:2, :] = outside[-2:, :] = outside[:, :2] = outside[:, -2:] = False
     assert (np.abs(arr[outside] - panel).sum(1) < 12).all(), "something was drawn outside the photo"
 
 
