@@ -106,3 +106,13 @@ def test_detect_finds_people_with_the_synthetic_detector(capsys, tiny_model_dir,
     assert sorted(trimesh.load(tmp_path / "scene.glb").geometry) == ["person_0", "person_1", "person_2"]
     rc, _, err = _infer(capsys, "--detect", "--bbox", *BOXES[0], "--model", tiny_model_dir, "--out", tmp_path / "x.obj")
     assert rc == EXIT_USER_ERROR and "not both" in err
+
+
+def test_hundreds_of_boxes_are_capped_with_a_message(capsys, tiny_model_dir, tmp_path):
+    many = []
+    for i in range(200):
+        many += ["--bbox", str(i), "0", str(i + 300), "500"]
+    rc, out, err = _infer(capsys, *many, "--max-people", "3", "--model", tiny_model_dir, "--json", tmp_path / "p.json")
+    assert rc == 0, err
+    assert "kept the first 3 of 200 boxes" in out
+    assert json.loads((tmp_path / "p.json").read_text())["num_people"] == 3

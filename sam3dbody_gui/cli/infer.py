@@ -104,6 +104,10 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     from ..pipeline.preprocess import intrinsics_from
 
     boxes = list(boxes) if boxes else [None]
+    cap = getattr(args, "max_people", None)
+    if cap is not None and len(boxes) > cap:  # 200 boxes: a run of minutes and a huge scene, say so
+        print(f"note: kept the first {cap} of {len(boxes)} boxes (--max-people {cap})")
+        boxes = boxes[:cap]
     request.check_suffixes(None if detect else len(boxes))
     protected = [Output(image_path, "input photo")]
     replace = not getattr(args, "no_clobber", False)

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector folder (default: the downloaded one; `download --detector`)")
     p.add_argument("--min-score", type=float, default=0.5, help="detector score a person needs (default 0.5)")
     p.add_argument("--max-people", type=int, default=DEFAULT_MAX_PEOPLE,
-                   help=f"at most this many people, the highest scores first (default {DEFAULT_MAX_PEOPLE})")
+                   help=f"at most this many people: detected ones by score, given boxes the first (default {DEFAULT_MAX_PEOPLE})")
     p.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV})")
     p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels (default: the focal length in the photo's EXIF, else "
