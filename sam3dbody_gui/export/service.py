@@ -57,7 +57,8 @@ class OutputRequest:
         """Fail on an extension nothing can write, before any work. `people`: how many (None:
         not known yet, e.g. before the detector ran)."""
         if self.rigged and (self.mesh is None or self.mesh.suffix.lower() != ".glb"):
-            raise UserError("a rigged body is a skinned glTF: give --out NAME.glb with --rigged")
+            suffix = self.mesh.suffix if self.mesh is not None else ""
+            raise UserError(f"a rigged body is saved as .glb (a skinned glTF), not {suffix or 'without a file'}")
         if self.bvh is not None and self.bvh.suffix.lower() != ".bvh":
             raise UserError(f"BVH {self.bvh}: unsupported extension; use .bvh")
         if self.mesh is not None:

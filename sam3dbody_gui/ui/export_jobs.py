@@ -68,14 +68,12 @@ def write_all(inp: ExportInput, folder: Path, stem: str, replace: bool, say: Say
 
 
 def write_sheet(inp: ExportInput, path: Path, say: Say) -> str:
-    from ..export.output_set import publish
-    from ..export.service import OutputRequest, plan_writers
+    from ..export.service import OutputRequest
 
     _check({"contact sheet": path}, inp)
     request = OutputRequest(sheet=Path(path))
     request.check_suffixes(1)
-    writers, _ = plan_writers(request, inp.image, [inp.result], [inp.result], ["box"], [None], progress=say)
-    publish(writers, inputs=[inp.image_path] if inp.image_path else [])
+    _write_through_service(inp, request, say)
     return f"Contact sheet saved: {path}"
 
 
@@ -95,40 +93,39 @@ def write_turntable(inp: ExportInput, path: Path, say: Say) -> str:
     return f"Turntable saved: {path} ({frames[-1] if frames else 0} frames, one full turn)"
 
 
-def _rigged(inp: ExportInput, say: Say):
-    from ..export.rigged_person import rigged_people
-    from ..model.rig_fit import rig_skeleton
+def _write_through_service(inp: ExportInput, request, say: Say) -> str:
+    """One file planned by the export service (as `infer` and Export all write it), published
+    atomically; returns the service's report line for it."""
+    from ..export.output_set import publish
+    from ..export.service import plan_writers
 
-    if inp.rig is None:
-        raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
-    say("reading the rig's skeleton and skin (fitting it can take a minute the first time)")
-    skeleton = rig_skeleton(inp.rig)
-    say("posing the skeleton")
-    return skeleton, rigged_people([inp.result], skeleton, inp.rig)
+    writers, report = plan_writers(request, inp.image, [inp.result], [inp.result], ["box"], [None], progress=say,
+                                   rig=inp.rig)
+    say("writing the file")
+    publish(writers, inputs=[inp.image_path] if inp.image_path else [])
+    return report[0].split(": ", 1)[1]
 
 
 def write_rigged(inp: ExportInput, path: Path, say: Say) -> str:
-    from ..export.rigged_gltf import save_rigged_gltf
+    from ..export.service import OutputRequest
 
-    if Path(path).suffix.lower() != ".glb":
-        raise UserError(f"a rigged body is saved as .glb, not {Path(path).suffix or 'a file without extension'}")
+    request = OutputRequest(mesh=Path(path), rigged=True)
+    request.check_suffixes(1)
+    if inp.rig is None:
+        raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
     _check({"rigged body": path}, inp)
-    skeleton, people = _rigged(inp, say)
-    say("writing the glTF")
-    save_rigged_gltf(Path(path), people)
-    return f"Rigged body saved: {path} ({skeleton.num_joints} joints, skeleton {skeleton.source})"
+    return f"Rigged body saved: {_write_through_service(inp, request, say)}"
 
 
 def write_bvh(inp: ExportInput, path: Path, say: Say) -> str:
-    from ..export.bvh import save_bvh
+    from ..export.service import OutputRequest
 
-    if Path(path).suffix.lower() != ".bvh":
-        raise UserError(f"BVH motion is saved as .bvh, not {Path(path).suffix or 'a file without extension'}")
+    request = OutputRequest(bvh=Path(path))
+    request.check_suffixes(1)
+    if inp.rig is None:
+        raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
     _check({"BVH motion": path}, inp)
-    skeleton, people = _rigged(inp, say)
-    say("writing the BVH")
-    save_bvh(Path(path), skeleton, [people[0].world])
-    return f"Skeleton motion saved: {path} ({skeleton.num_joints} joints, 1 frame)"
+    return f"Skeleton motion saved: {_write_through_service(inp, request, say)}"
 
 
 class _Relay(QObject):
