@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ModelFolderError, UserError, describe_os_error, first_line
+from .file_checks import require_folder
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -130,15 +131,7 @@ def _preprocess(data: dict, path: Path) -> Preprocess:
 
 def read_detector_folder(folder: Path) -> DetectorFolder:
     """Check the files and read both JSON files (no transformers, no weights yet)."""
-    folder = Path(folder).expanduser()
-    try:
-        st = os.stat(folder)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise ModelFolderError(f"detector folder not found: {folder}") from None
-        raise ModelFolderError(f"detector folder {folder} cannot be opened: {describe_os_error(exc)}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ModelFolderError(f"detector folder {folder} is a file, not a folder")
+    folder = require_folder(folder, "detector folder")
     problems = [(name, _problem(folder / name)) for name in DETECTOR_FILES]
     bad = [f"{name} {why}" for name, why in problems if why]
     if bad:

@@ -61,6 +61,23 @@ def file_problem(path: Path) -> Optional[str]:
     return None
 
 
+def require_folder(folder: Path, what: str) -> Path:
+    """`folder` (user-expanded) when it is a folder that opens; otherwise a ModelFolderError that
+    names the real cause ("{what} not found", "… cannot be opened: permission denied", "… is a
+    file, not a folder"). os.stat, not is_dir(): that answers False for a symlink loop or a
+    parent without permission, which would all read as "not found"."""
+    folder = Path(folder).expanduser()
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ModelFolderError(f"{what} not found: {folder}") from None
+        raise ModelFolderError(f"{what} {folder} cannot be opened: {describe_os_error(exc)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ModelFolderError(f"{what} {folder} is a file, not a folder")
+    return folder
+
+
 def require_readable(path: Path, what: str = "") -> None:
     problem = file_problem(path)
     if problem is not None:

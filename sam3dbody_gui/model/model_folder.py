@@ -11,9 +11,6 @@ one is a clear error naming the architecture mismatch, never a stack trace.
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,18 +80,9 @@ class LoadedModel:
 def find_model_files(folder: Path) -> ModelFiles:
     """The three required files, each readable; otherwise one message naming every problem
     with its real cause (missing, a broken link, a symlink loop, permission denied, ...)."""
-    from ..errors import describe_os_error
-    from .file_checks import file_problem
+    from .file_checks import file_problem, require_folder
 
-    folder = Path(folder).expanduser()
-    try:
-        st = os.stat(folder)  # not is_dir(): it answers False for a loop or a parent without permission
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise ModelFolderError(f"model folder not found: {folder}") from None
-        raise ModelFolderError(f"model folder {folder} cannot be opened: {describe_os_error(exc)}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ModelFolderError(f"model folder {folder} is a file, not a folder")
+    folder = require_folder(folder, "model folder")
     ckpt = folder / CHECKPOINT_NAME
     config = folder / CONFIG_NAME
     if file_problem(config) == "is missing" and file_problem(folder.parent / CONFIG_NAME) is None:
