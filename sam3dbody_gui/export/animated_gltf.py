@@ -29,10 +29,9 @@ import pygltflib as gl
 
 from ..atomic_file import atomic_path
 from ..errors import UserError
-from ..mesh_math import vertex_normals
 from ..model.rig_skeleton import RigSkeleton, call_rig, unpose_vertices
 from ..model.skel_state import local_transforms, quat_from_matrix, split_similarity
-from .rigged_gltf import _Blob, _joint_nodes, _skin_arrays
+from .rigged_gltf import _Blob, add_skinned_person
 from .rigged_person import _FLIP, CM_PER_M, CORRECTIVES, RiggedPerson, in_metres, rig_inputs
 
 GENERATOR = "sam3dbody-gui animated export"
@@ -193,36 +192,12 @@ def animated_gltf(people: Sequence[AnimatedPerson], times: Sequence[float],
 
     for n, person in enumerate(people):
         sk = person.skeleton
-        sk.order()
-        if (sk.parents < 0).sum() != 1:
-            raise UserError(f"{person.name}'s skeleton has {(sk.parents < 0).sum()} roots; a skin needs one")
         if len(person.world) != count:
             raise UserError(f"{person.name} has {len(person.world)} frames, the clip {count}")
-        verts = np.asarray(person.bind_vertices, np.float32)
-        faces = np.asarray(person.faces)
-        joints, weights = _skin_arrays(person.rigged())
-        attributes = gl.Attributes(
-            POSITION=blob.add(verts, gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER, with_bounds=True),
-            NORMAL=blob.add(vertex_normals(verts, faces).astype(np.float32), gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER),
-            JOINTS_0=blob.add(joints, gl.VEC4, gl.UNSIGNED_SHORT, gl.ARRAY_BUFFER),
-            WEIGHTS_0=blob.add(weights, gl.VEC4, gl.FLOAT, gl.ARRAY_BUFFER))
-        indices = blob.add(faces.reshape(-1).astype(np.uint32), gl.SCALAR, gl.UNSIGNED_INT, gl.ELEMENT_ARRAY_BUFFER)
-        primitive = gl.Primitive(attributes=attributes, indices=indices)
-        mesh = gl.Mesh(name=person.name, primitives=[primitive])
-        if person.morphs is not None:
-            primitive.targets = [gl.Attributes(POSITION=_morph_accessor(blob, d)) for d in person.morphs]
-            mesh.weights = [0.0] * count
-        gltf.meshes.append(mesh)
-        joint_nodes = _joint_nodes(gltf, person.rigged(int(np.argmax(person.present))))
-        ibm = np.ascontiguousarray(np.swapaxes(person.rigged().inverse_bind, 1, 2), dtype=np.float32)
-        root_joint = int(np.flatnonzero(sk.parents < 0)[0])
-        root = joint_nodes[root_joint]
-        gltf.skins.append(gl.Skin(name=person.name, joints=joint_nodes, skeleton=root,
-                                  inverseBindMatrices=blob.add(ibm, gl.MAT4, gl.FLOAT)))
-        gltf.nodes.append(gl.Node(name=person.name, mesh=len(gltf.meshes) - 1, skin=len(gltf.skins) - 1,
-                                  extras={"rig_skeleton": sk.source, "rig_detail": sk.detail}))
-        mesh_node = len(gltf.nodes) - 1
-        gltf.scenes[0].nodes += [mesh_node, root]
+        targets = None if person.morphs is None else [
+            gl.Attributes(POSITION=_morph_accessor(blob, d)) for d in person.morphs]
+        joint_nodes, mesh_node, root_joint = add_skinned_person(
+            gltf, blob, person.name, person.rigged(), person.rigged(int(np.argmax(person.present))), targets, count)
 
         local = local_transforms(person.world, sk.parents)
         t, r, s = split_similarity(local)

@@ -85,29 +85,7 @@ def rigged_gltf(people: Sequence[RiggedPerson]) -> gl.GLTF2:
                     nodes=[], meshes=[], skins=[], accessors=[], bufferViews=[], buffers=[])
     blob = _Blob(gltf)
     for person in people:
-        sk = person.skeleton
-        sk.order()  # raises unless the parents form a tree
-        if (sk.parents < 0).sum() != 1:
-            raise UserError(f"{person.name}'s skeleton has {(sk.parents < 0).sum()} roots; a skin needs one")
-        verts = np.asarray(person.bind_vertices, np.float32)
-        faces = np.asarray(person.faces)
-        joints, weights = _skin_arrays(person)
-        attributes = gl.Attributes(
-            POSITION=blob.add(verts, gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER, with_bounds=True),
-            NORMAL=blob.add(vertex_normals(verts, faces).astype(np.float32), gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER),
-            JOINTS_0=blob.add(joints, gl.VEC4, gl.UNSIGNED_SHORT, gl.ARRAY_BUFFER),
-            WEIGHTS_0=blob.add(weights, gl.VEC4, gl.FLOAT, gl.ARRAY_BUFFER))
-        indices = blob.add(faces.reshape(-1).astype(np.uint32), gl.SCALAR, gl.UNSIGNED_INT, gl.ELEMENT_ARRAY_BUFFER)
-        gltf.meshes.append(gl.Mesh(name=person.name, primitives=[gl.Primitive(attributes=attributes, indices=indices)]))
-        joint_nodes = _joint_nodes(gltf, person)
-        # glTF matrices are column-major: write each matrix transposed.
-        ibm = np.ascontiguousarray(np.swapaxes(person.inverse_bind, 1, 2), dtype=np.float32)
-        root = joint_nodes[int(np.flatnonzero(sk.parents < 0)[0])]
-        gltf.skins.append(gl.Skin(name=person.name, joints=joint_nodes, skeleton=root,
-                                  inverseBindMatrices=blob.add(ibm, gl.MAT4, gl.FLOAT)))
-        gltf.nodes.append(gl.Node(name=person.name, mesh=len(gltf.meshes) - 1, skin=len(gltf.skins) - 1,
-                                  extras={"rig_skeleton": sk.source, "rig_detail": sk.detail}))
-        gltf.scenes[0].nodes += [len(gltf.nodes) - 1, root]
+        add_skinned_person(gltf, blob, person.name, person, person)
     data = blob.bytes()
     gltf.buffers.append(gl.Buffer(byteLength=len(data)))
     gltf.set_binary_blob(data)
@@ -127,3 +105,42 @@ def save_rigged_gltf(path: Path, people: Sequence[RiggedPerson]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def add_skinned_person(gltf: gl.GLTF2, blob: "_Blob", name: str, skin_person, pose_person,
+                       morph_targets=None, morph_count: int = 0) -> tuple[list[int], int, int]:
+    """One person's skinned mesh, joint nodes, skin and mesh node, added to `gltf`. `skin_person`
+    gives the bind mesh, skin and inverse bind matrices; `pose_person` the joint nodes' pose.
+    `morph_targets`: accessor-ready arrays (one per target) with `morph_count` weights.
+    Returns (joint node indices, the mesh node, the root joint's index)."""
+    sk = skin_person.skeleton
+    sk.order()  # raises unless the parents form a tree
+    if (sk.parents < 0).sum() != 1:
+        raise UserError(f"{name}'s skeleton has {(sk.parents < 0).sum()} roots; a skin needs one")
+    verts = np.asarray(skin_person.bind_vertices, np.float32)
+    faces = np.asarray(skin_person.faces)
+    joints, weights = _skin_arrays(skin_person)
+    attributes = gl.Attributes(
+        POSITION=blob.add(verts, gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER, with_bounds=True),
+        NORMAL=blob.add(vertex_normals(verts, faces).astype(np.float32), gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER),
+        JOINTS_0=blob.add(joints, gl.VEC4, gl.UNSIGNED_SHORT, gl.ARRAY_BUFFER),
+        WEIGHTS_0=blob.add(weights, gl.VEC4, gl.FLOAT, gl.ARRAY_BUFFER))
+    indices = blob.add(faces.reshape(-1).astype(np.uint32), gl.SCALAR, gl.UNSIGNED_INT, gl.ELEMENT_ARRAY_BUFFER)
+    primitive = gl.Primitive(attributes=attributes, indices=indices)
+    mesh = gl.Mesh(name=name, primitives=[primitive])
+    if morph_targets is not None:
+        primitive.targets = morph_targets
+        mesh.weights = [0.0] * morph_count
+    gltf.meshes.append(mesh)
+    joint_nodes = _joint_nodes(gltf, pose_person)
+    # glTF matrices are column-major: write each matrix transposed.
+    ibm = np.ascontiguousarray(np.swapaxes(skin_person.inverse_bind, 1, 2), dtype=np.float32)
+    root_joint = int(np.flatnonzero(sk.parents < 0)[0])
+    root = joint_nodes[root_joint]
+    gltf.skins.append(gl.Skin(name=name, joints=joint_nodes, skeleton=root,
+                              inverseBindMatrices=blob.add(ibm, gl.MAT4, gl.FLOAT)))
+    gltf.nodes.append(gl.Node(name=name, mesh=len(gltf.meshes) - 1, skin=len(gltf.skins) - 1,
+                              extras={"rig_skeleton": sk.source, "rig_detail": sk.detail}))
+    mesh_node = len(gltf.nodes) - 1
+    gltf.scenes[0].nodes += [mesh_node, root]
+    return joint_nodes, mesh_node, root_joint
