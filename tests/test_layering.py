@@ -24,7 +24,7 @@ LAYER_OF_PREFIX = [
     ("model.mhr_rig", "weights"),
     ("model", "model"),
     ("errors", "base"), ("device", "base"), ("mesh_math", "base"), ("bundled", "base"), ("app_paths", "base"),
-    ("units", "base"), ("atomic_file", "base"),
+    ("units", "base"), ("atomic_file", "base"), ("box_overlap", "base"),
 ]
 ORDER = ["base", "model", "weights", "runtime", "pipeline", "export", "app"]
 

@@ -150,13 +150,18 @@ def test_box_changes_rerun_debounced_and_latest_wins(qtbot, window):
     assert window.state.bundle.result.crop.bbox_xyxy.tolist() == list(boxes[-1])
 
 
+def _one_person(box):
+    """A request's run of one person (id 1, colour 0) in body mode."""
+    return [(1, box, (box, "body", ()), 0)]
+
+
 def test_stale_results_are_dropped_not_queued(qtbot, window):
     c = window.controller
     image = np.full((240, 180, 3), 128, np.uint8)
     shown = []
     c.resultReady.connect(shown.append)
     dropped, superseded = c.dropped, c.superseded
-    ids = [c.request_inference(image, (10.0, 10.0, 100.0 + i, 200.0), image_id=99) for i in range(5)]
+    ids = [c.request_inference(image, _one_person((10.0, 10.0, 100.0 + i, 200.0)), image_id=99) for i in range(5)]
     qtbot.waitUntil(lambda: not c.busy, timeout=RESULT_TIMEOUT_MS)
     qtbot.wait(50)
     # The first ran at once (then was stale), 2-4 were replaced while pending, only 5 was shown.
@@ -172,13 +177,13 @@ def test_shutdown_waits_for_the_running_job_then_takes_no_more(qtbot, window, mo
 
     c = window.controller
     release = threading.Event()
-    real_run = c.pipeline.run
-    monkeypatch.setattr(c.pipeline, "run", lambda *a, **k: release.wait(30) and real_run(*a, **k))
+    real_run = c.pipeline.run_people
+    monkeypatch.setattr(c.pipeline, "run_people", lambda *a, **k: release.wait(30) and real_run(*a, **k))
     image = np.full((240, 180, 3), 128, np.uint8)
-    c.request_inference(image, None, image_id=99)
+    c.request_inference(image, _one_person(None), image_id=99)
     qtbot.waitUntil(c.is_running, timeout=RESULT_TIMEOUT_MS)
     assert not c.shutdown(timeout_ms=50) and c.is_running()
-    c.request_inference(image, None, image_id=99)
+    c.request_inference(image, _one_person(None), image_id=99)
     assert c.pending_infer is not None and c.running is not None  # kept, never started
     release.set()
     qtbot.waitUntil(lambda: c.running is None, timeout=RESULT_TIMEOUT_MS)  # its result arrived
@@ -195,7 +200,7 @@ def test_shutdown_right_after_a_request_does_not_wait_for_a_job_not_yet_begun(qt
     class Pipeline:
         calls = 0
 
-        def run(self, *a, **k):
+        def run_people(self, *a, **k):
             Pipeline.calls += 1
 
     c = InferenceController()
@@ -203,7 +208,7 @@ def test_shutdown_right_after_a_request_does_not_wait_for_a_job_not_yet_begun(qt
     seen = {}
 
     def close_at_once():
-        c.request_inference(np.zeros((8, 8, 3), np.uint8), None, image_id=1)
+        c.request_inference(np.zeros((8, 8, 3), np.uint8), _one_person(None), image_id=1)
         t0 = time.perf_counter()
         seen["ok"], seen["seconds"] = c.shutdown(timeout_ms=5000), time.perf_counter() - t0
 
@@ -329,7 +334,8 @@ def test_worker_error_arrives_as_message(qtbot, window):
     """A problem found on the worker (here the pipeline's own box check) is a message too."""
     _open_sample(qtbot, window)
     with qtbot.waitSignal(window.errorShown, timeout=RESULT_TIMEOUT_MS) as blocker:
-        window.controller.request_inference(window.state.image, (900.0, 900.0, 950.0, 950.0), window.state.image_id)
+        window.controller.request_inference(window.state.image, _one_person((900.0, 900.0, 950.0, 950.0)),
+                                            window.state.image_id)
     assert "outside" in blocker.args[0]
     with qtbot.waitSignal(window.resultShown, timeout=RESULT_TIMEOUT_MS):
         window.run_now()  # still works
@@ -341,7 +347,7 @@ def test_unexpected_worker_exception_is_a_message(qtbot, window, monkeypatch, ca
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(window.controller.pipeline, "run", boom)
+    monkeypatch.setattr(window.controller.pipeline, "run_people", boom)
     with caplog.at_level("ERROR", logger="sam3dbody_gui.ui.worker"):
         with qtbot.waitSignal(window.errorShown, timeout=RESULT_TIMEOUT_MS) as blocker:
             window.run_now()
@@ -706,12 +712,12 @@ def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
     from sam3dbody_gui.pipeline.image_io import load_image
     from sam3dbody_gui.pipeline.pipeline import Pipeline
     from sam3dbody_gui.runtime.backbones.pytorch_backend import PyTorchBackbone
-    from sam3dbody_gui.ui.render import compose_overlay, make_bundle
+    from sam3dbody_gui.ui.render import compose_overlay, make_bundle, person_shown
 
     image = load_image(sample_image_path())
     pipeline = Pipeline(tiny_loaded, PyTorchBackbone(tiny_loaded.model.backbone.encoder))
     result = pipeline.run(image, SAMPLE_BOX, None)
-    bundle = make_bundle(1, result, SAMPLE_BOX, 1, 0.0)
+    bundle = make_bundle(1, [person_shown(1, (SAMPLE_BOX, "body", ()), 0, result, 0.0)], 1, 0.0)
     ours = np.asarray(compose_overlay(image, bundle, 1.0, False, draw_box=False)).astype(int)
     theirs = np.asarray(render_overlay(image, result, 1.0, show_keypoints=False, draw_box=False)).astype(int)
     mesh_ours = np.abs(ours - image).sum(2) > 0
@@ -724,7 +730,7 @@ def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
     # A large photo: the panel gets a reduced layer, the export is drawn at full size.
     big = np.asarray(_upscaled(image, 4))
     result = pipeline.run(big, [v * 4 for v in SAMPLE_BOX], None)
-    bundle = make_bundle(2, result, None, 2, 0.0)
+    bundle = make_bundle(2, [person_shown(1, (None, "body", ()), 0, result, 0.0)], 2, 0.0)
     assert bundle.layer_scale < 1 and max(bundle.mesh_layer.shape[:2]) <= 1280
     assert compose_overlay(big, bundle, 0.7, True).size == (big.shape[1], big.shape[0])
 

@@ -79,17 +79,19 @@ def person_colour(index: int) -> np.ndarray:
     return PERSON_COLOURS[index % len(PERSON_COLOURS)]
 
 
-def render_people_layer(results, max_side: int | None = None) -> tuple[np.ndarray, float]:
+def render_people_layer(results, max_side: int | None = None, colours=None) -> tuple[np.ndarray, float]:
     """The shaded meshes of several MeshResults of one photo in one z-buffer (the nearer person
-    hides the farther), each in its own colour, as (h, w, 4) uint8 RGBA over a transparent
-    background at the photo's resolution reduced so its longer side is at most `max_side`.
+    hides the farther), each in its own colour (`colours`: a person_colour index per result;
+    default: their order), as (h, w, 4) uint8 RGBA over a transparent background at the photo's
+    resolution reduced so its longer side is at most `max_side`.
     Returns the layer and its scale (layer pixels per photo pixel)."""
+    indices = range(len(results)) if colours is None else colours
     first = results[0]
     h, w = first.image_hw
     scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pix, depth, faces, colours, offset = [], [], [], [], 0
-    for index, result in enumerate(results):
+    pix, depth, faces, shades, offset = [], [], [], [], 0
+    for index, result in zip(indices, results):
         verts = result.vertices_camera.astype(np.float64)
         f = np.asarray(result.faces)
         visible, intensity = face_shading(verts, f)
@@ -98,10 +100,10 @@ def render_people_layer(results, max_side: int | None = None) -> tuple[np.ndarra
         pix.append(result.project(verts) * scale)
         depth.append(verts[:, 2])
         faces.append(f[shown] + offset)
-        colours.append(person_colour(index)[None, :] * intensity[shown, None])
+        shades.append(person_colour(index)[None, :] * intensity[shown, None])
         offset += len(verts)
     index = rasterize_faces(np.concatenate(pix), np.concatenate(depth), np.concatenate(faces), size)
-    face_colours = np.concatenate(colours)
+    face_colours = np.concatenate(shades)
     layer = np.zeros((size[1], size[0], 4), np.uint8)
     covered = index >= 0
     layer[covered, :3] = np.clip(face_colours[index[covered]], 0, 255).astype(np.uint8)

@@ -18,20 +18,22 @@ BOX_COLOUR = (255, 196, 61)
 
 def render_overlay(image: np.ndarray, result: MeshResult | Sequence[MeshResult], opacity: float = 0.7,
                    show_keypoints: bool = True, draw_box: bool = True,
-                   mesh_layer: Optional[np.ndarray] = None) -> Image.Image:
+                   mesh_layer: Optional[np.ndarray] = None, colours: Optional[Sequence[int]] = None) -> Image.Image:
     """(H, W, 3) uint8 photo → RGB overlay image at the photo's resolution, with one person's or
     several people's meshes (one z-buffer). `mesh_layer`: an RGBA layer from `render_people_layer`
-    already made at full resolution (the window keeps one)."""
+    already made at full resolution (the window keeps one). `colours`: each person's colour index
+    (default: their order)."""
     results = [result] if isinstance(result, MeshResult) else list(result)
+    colours = list(range(len(results))) if colours is None else list(colours)
     photo = Image.fromarray(image).convert("RGBA")
     if mesh_layer is None or mesh_layer.shape[:2] != image.shape[:2]:
-        mesh_layer, _ = render_people_layer(results)
+        mesh_layer, _ = render_people_layer(results, colours=colours)
     layer = Image.fromarray(mesh_layer, "RGBA")
     alpha = np.asarray(layer.getchannel("A"), dtype=np.float32) * float(np.clip(opacity, 0.0, 1.0))
     layer.putalpha(Image.fromarray(alpha.round().astype(np.uint8), "L"))
     out = Image.alpha_composite(photo, layer)
     draw = ImageDraw.Draw(out)
-    for index, person in enumerate(results):
+    for index, person in zip(colours, results):
         if draw_box:
             colour = BOX_COLOUR if len(results) == 1 else tuple(int(c) for c in person_colour(index))
             x1, y1, x2, y2 = person.crop.bbox_xyxy

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..box_overlap import box_iou
 from .result import HAND_CHECK_NAMES, MeshResult
 
 DUPLICATE_BOX_IOU = 0.7
@@ -18,17 +19,10 @@ CHECK_WORDS = {"wrist_angle": "its wrist turned too far from the arm's", "crop_s
                "keypoints_in_crop": "its keypoints left the hand crop", "wrist_distance": "its wrist was far from the arm's"}
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ax1, ay1, ax2, ay2 = a
-    bx1, by1, bx2, by2 = b
-    w, h = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = w * h
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def person_warnings(results: Sequence[MeshResult]) -> list[list[str]]:
-    """One list of sentences per person (empty: nothing to say)."""
+def person_warnings(results: Sequence[MeshResult], labels: Sequence[str] | None = None) -> list[list[str]]:
+    """One list of sentences per person (empty: nothing to say). `labels`: how to name each
+    person in them (default: their index)."""
+    labels = [str(i) for i in range(len(results))] if labels is None else list(labels)
     said: list[list[str]] = [[] for _ in results]
     for i, r in enumerate(results):
         depth = r.vertices_camera[:, 2]
@@ -55,6 +49,6 @@ def person_warnings(results: Sequence[MeshResult]) -> list[list[str]]:
                 a.vertices_camera - b.vertices_camera, axis=1).mean()) < DUPLICATE_MESH_DISTANCE_M)
             if iou > DUPLICATE_BOX_IOU or same_mesh:
                 why = f"boxes overlap {iou:.0%}" if iou > DUPLICATE_BOX_IOU else "their meshes are in the same place"
-                said[i].append(f"may be the same person as person {j} ({why})")
-                said[j].append(f"may be the same person as person {i} ({why})")
+                said[i].append(f"may be the same person as person {labels[j]} ({why})")
+                said[j].append(f"may be the same person as person {labels[i]} ({why})")
     return said

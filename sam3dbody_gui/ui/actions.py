@@ -80,13 +80,17 @@ FILE_MENU = ("&File", (
     ActionSpec("act_quit", "&Quit", "close", shortcut=Key.Quit),
 ))
 
-BOX_MENU = ("&Box", (
-    ActionSpec("act_run", "&Run", "run_clicked", shortcut="F5", tip="Run the model on the photo and box now",
+BOX_MENU = ("&People", (
+    ActionSpec("act_run", "&Run", "run_clicked", shortcut="F5", tip="Run the model on the photo and its people now",
                icon_text="▶ Run (F5)"),
-    ActionSpec("act_undo_box", "&Undo box change", "box_editor.undo", shortcut="Ctrl+Z", tip="The box before the last change"),
+    ActionSpec("act_detect", "&Detect people", "detect_people", shortcut="Ctrl+D",
+               tip="Find every person in the photo with the person detector", icon_text="Detect people"),
+    ActionSpec("act_undo_box", "&Undo box change", "box_editor.undo", shortcut="Ctrl+Z", tip="The boxes before the last change"),
     ActionSpec("act_redo_box", "Re&do box change", "box_editor.redo", shortcut=("Ctrl+Shift+Z", "Ctrl+Y")),
-    ActionSpec("act_whole", "Use &whole image", "set_box", (None,), shortcut="Ctrl+Shift+A", tip="Remove the box",
-               icon_text="Whole image"),
+    ActionSpec("act_remove_person", "Re&move selected person", "box_editor.remove_person", shortcut="Ctrl+Backspace",
+               tip="Delete the selected person's box"),
+    ActionSpec("act_whole", "Remove all boxes (use &whole image)", "set_box", (None,), shortcut="Ctrl+Shift+A",
+               tip="Remove every box: the whole photo is used", icon_text="Whole image"),
     ActionSpec("act_box", "Set box &numerically…", "box_dialog", shortcut="Ctrl+B", tip="Type the box corners in pixels"),
     ActionSpec("act_focus_photo", "Focus &photo (box keys)", "photo.setFocus", shortcut="Alt+1"),
 ))
@@ -121,8 +125,9 @@ HELP_MENU = ("&Help", (
 ))
 
 MENUS = (FILE_MENU, BOX_MENU, VIEW_MENU, MODEL_MENU, HELP_MENU)
-TOOLBAR = ("act_open", "act_sample", SEPARATOR, "act_run", SEPARATOR, "act_export_mesh", SEPARATOR, "act_settings")
-NEEDS_PHOTO = ("act_whole", "act_box")  # Run stays enabled: it says what it lacks (a photo, a model)
+TOOLBAR = ("act_open", "act_sample", SEPARATOR, "act_run", "act_detect", SEPARATOR, "act_export_mesh", SEPARATOR,
+           "act_settings")
+NEEDS_PHOTO = ("act_whole", "act_box", "act_detect", "act_remove_person")  # Run stays enabled: it says what it lacks (a photo, a model)
 NEEDS_RESULT = ("act_export_mesh", "act_export_overlay", "act_export_pca", "act_export_view", "act_export_json",
                 "act_export_all", "act_export_sheet", "act_export_turntable", "act_export_rigged", "act_export_bvh")
 

@@ -11,7 +11,7 @@ asks before overwriting; Export all asks about the files it would replace).
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -125,8 +125,13 @@ class ExportActions:
 
     # -- the worker's exports ------------------------------------------------------------
     def _job_input(self, b: ResultBundle) -> ExportInput:
+        people = list(b.people.values())
+        listed = {p.id: p for p in self.state.people}
+        sources = tuple("whole image" if p.box is None else
+                        (listed[p.person_id].source if p.person_id in listed else "user") for p in people)
+        scores = tuple(listed[p.person_id].score if p.person_id in listed else None for p in people)
         return ExportInput(self.state.image, b.result, self.state.image_path, self.state.settings.mesh_frame,
-                           self._rig(), b.box is not None)
+                           self._rig(), b.box is not None, tuple(p.result for p in people), sources, scores)
 
     def export_all(self, folder: Path, replace: bool = True) -> bool:
         """Mesh (OBJ, the chosen frame), overlay and PCA PNGs and parameters JSON into `folder`,
@@ -147,23 +152,21 @@ class ExportActions:
 
     # -- writing -------------------------------------------------------------------------
     def export_mesh(self, path: Path, frame: Optional[str] = None) -> bool:
-        from ..export.mesh_file import mesh_in_frame, save_mesh
-
+        """The mesh (several people: a scene with an object per person, in the camera frame)."""
         b = self._require_result()
         if b is None:
             return False
-        frame = frame or self.state.settings.mesh_frame
-        return self._guard(lambda: save_mesh(Path(path), mesh_in_frame(b.result.vertices_camera, frame), b.result.faces),
-                           f"Mesh saved: {path} ({b.result.vertices.shape[0]} vertices, {frame} frame)")
+        inp = replace(self._job_input(b), frame=frame or self.state.settings.mesh_frame)
+        n = len(inp.results)
+        what = f"{b.result.vertices.shape[0]} vertices" if n == 1 else f"{n} people, an object each"
+        return self._guard(lambda: export_jobs.write_mesh(inp, Path(path)), f"Mesh saved: {path} ({what}, {inp.frame} frame)")
 
     def export_json(self, path: Path) -> bool:
-        from ..atomic_file import write_bytes_atomic
-
         b = self._require_result()
         if b is None:
             return False
-        data = json.dumps(b.result.to_json_dict(), indent=1).encode("utf-8")
-        return self._guard(lambda: write_bytes_atomic(Path(path), data), f"Parameters saved: {path}")
+        inp = self._job_input(b)
+        return self._guard(lambda: export_jobs.write_json(inp, Path(path)), f"Parameters saved: {path}")
 
     def export_overlay_png(self, path: Path) -> bool:
         """The photo with the mesh (at the chosen opacity), keypoints if shown, and the box."""

@@ -29,11 +29,22 @@ class ExportInput:
     """What a job needs, captured on the UI thread."""
 
     image: object  # (H, W, 3) uint8: the photo
-    result: object  # MeshResult
+    result: object  # MeshResult: the selected person's (the per-person pictures: turntable, PCA)
     image_path: Optional[Path] = None  # protected: no output may replace the photo
     frame: str = "camera"
     rig: object = None  # the MHR rig (pipeline.model.mhr): rigged GLB and BVH only
     box_given: bool = True
+    results: tuple = ()  # every person's MeshResult (default: `result` alone)
+    sources: tuple = ()  # per person: "user", "detector", "whole image", …
+    scores: tuple = ()  # per person: the detector's score or None
+
+    def __post_init__(self) -> None:
+        if not self.results:
+            self.results = (self.result,)
+        if not self.sources:
+            self.sources = ("box" if self.box_given else "whole image",) * len(self.results)
+        if not self.scores:
+            self.scores = (None,) * len(self.results)
 
 
 def _check(paths: dict, inp: ExportInput, replace: bool = True) -> None:
@@ -60,8 +71,8 @@ def write_all(inp: ExportInput, folder: Path, stem: str, replace: bool, say: Say
     inputs = [inp.image_path] if inp.image_path is not None else []
     _check(paths, inp, replace)
     say("drawing the overlay and the feature map")
-    writers, _report = plan_writers(request, inp.image, [inp.result], [inp.result],
-                                    ["box" if inp.box_given else "whole image"], [None], progress=say)
+    writers, _report = plan_writers(request, inp.image, list(inp.results), list(inp.results), list(inp.sources),
+                                    list(inp.scores), progress=say)
     say("writing the files")
     publish(writers, inputs=inputs, replace=replace)
     return f"Exported 4 files to {folder}: {', '.join(p.name for p in paths.values())} ({inp.frame} frame)"
@@ -72,7 +83,7 @@ def write_sheet(inp: ExportInput, path: Path, say: Say) -> str:
 
     _check({"contact sheet": path}, inp)
     request = OutputRequest(sheet=Path(path))
-    request.check_suffixes(1)
+    request.check_suffixes(len(inp.results))
     _write_through_service(inp, request, say)
     return f"Contact sheet saved: {path}"
 
@@ -93,24 +104,48 @@ def write_turntable(inp: ExportInput, path: Path, say: Say) -> str:
     return f"Turntable saved: {path} ({frames[-1] if frames else 0} frames, one full turn)"
 
 
-def _write_through_service(inp: ExportInput, request, say: Say) -> str:
-    """One file planned by the export service (as `infer` and Export all write it), published
-    atomically; returns the service's report line for it."""
+def _write_through_service(inp: ExportInput, request, say: Say = lambda m: None, everyone: bool = True) -> str:
+    """One file planned by the export service (as `infer` and Export all write it), of every
+    person (`everyone`) or the selected one, published atomically; returns the service's report
+    line for it."""
     from ..export.output_set import publish
     from ..export.service import plan_writers
 
-    writers, report = plan_writers(request, inp.image, [inp.result], [inp.result], ["box"], [None], progress=say,
-                                   rig=inp.rig)
+    if everyone:
+        results, sources, scores = list(inp.results), list(inp.sources), list(inp.scores)
+    else:
+        results, sources, scores = [inp.result], ["box" if inp.box_given else "whole image"], [None]
+    writers, report = plan_writers(request, inp.image, results, results, sources, scores, progress=say, rig=inp.rig)
     say("writing the file")
     publish(writers, inputs=[inp.image_path] if inp.image_path else [])
     return report[0].split(": ", 1)[1]
+
+
+def write_mesh(inp: ExportInput, path: Path, say: Say = lambda m: None) -> str:
+    """The mesh file: one person's mesh, or with several a scene with an object per person."""
+    from ..export.service import OutputRequest
+
+    request = OutputRequest(mesh=Path(path), frame=inp.frame)
+    request.check_suffixes(len(inp.results))
+    _check({"mesh": path}, inp)
+    return _write_through_service(inp, request, say)
+
+
+def write_json(inp: ExportInput, path: Path, say: Say = lambda m: None) -> str:
+    """The parameters JSON: one person's, or with several `"people": [...]`."""
+    from ..export.service import OutputRequest
+
+    request = OutputRequest(json=Path(path))
+    request.check_suffixes(len(inp.results))
+    _check({"JSON": path}, inp)
+    return _write_through_service(inp, request, say)
 
 
 def write_rigged(inp: ExportInput, path: Path, say: Say) -> str:
     from ..export.service import OutputRequest
 
     request = OutputRequest(mesh=Path(path), rigged=True)
-    request.check_suffixes(1)
+    request.check_suffixes(len(inp.results))
     if inp.rig is None:
         raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
     _check({"rigged body": path}, inp)
@@ -125,7 +160,7 @@ def write_bvh(inp: ExportInput, path: Path, say: Say) -> str:
     if inp.rig is None:
         raise UserError("a rigged export needs the loaded model's MHR rig: load a model first")
     _check({"BVH motion": path}, inp)
-    return f"Skeleton motion saved: {_write_through_service(inp, request, say)}"
+    return f"Skeleton motion saved: {_write_through_service(inp, request, say, everyone=False)}"
 
 
 class _Relay(QObject):

@@ -38,6 +38,8 @@ from .load_progress import LoadProgress
 from .model_controller import ModelController
 from .news_banner import NewsBanner, print_problem
 from .panel_grid import PanelGrid
+from .people_actions import PeopleActions
+from .people_runs import describe_done, plan_run
 from .photo_files import ask_photo, fill_recent_menu, local_files
 from .settings_store import add_recent_file, default_qsettings, load_settings
 from .state import AppState, Box, ResultBundle, Settings
@@ -64,7 +66,7 @@ class MainWindow(QMainWindow):
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
-        self._debounce.timeout.connect(self.run_now)
+        self._debounce.timeout.connect(lambda: self.run_now(force=False))
         self._align_timer = QTimer(self)  # lines the columns up once the window has its size
         self._align_timer.setSingleShot(True)
         self._starting = False  # inside start(): problems are the command line's
@@ -96,6 +98,7 @@ class MainWindow(QMainWindow):
         self.model_label = status.model_label
         self._align_timer.timeout.connect(self.panels.align_columns)
         self.box_editor = BoxEditor(self.state, self.photo, self)
+        self.people = PeopleActions(self)
         self.exports = e = ExportActions(self, self.state, self.store, self.mesh, self.show_error, self._rig)
         self.export_mesh, self.export_json = e.export_mesh, e.export_json  # File ▸ Export, as scripts call it
         self.export_overlay_png, self.export_pca_png, self.export_view_png = \
@@ -188,8 +191,12 @@ class MainWindow(QMainWindow):
 
     # ========================================================================== box ====
     def set_box(self, box: Optional[Box]) -> bool:
-        """Change the person box (None: the whole image); re-runs after a short pause."""
+        """Change the selected person's box (a new person when nobody is selected; None: remove
+        every box, the whole image is used); re-runs after a short pause."""
         return self.box_editor.set_box(box)
+
+    def detect_people(self) -> bool:
+        return self.people.detect()
 
     def box_dialog(self) -> None:
         if self.state.image is None:
@@ -197,18 +204,22 @@ class MainWindow(QMainWindow):
             return
         box = ask_box(self, self.state.box, self.state.image_hw)
         if box is not None and self.set_box(box):
-            self.run_now()
+            self.run_now(force=False)
 
     # ==================================================================== inference ====
-    def run_now(self) -> None:
-        """Send the current photo and box to the worker (replacing any pending request). While
-        the box is being dragged the fast body mode runs, whatever the mode setting."""
+    def run_now(self, force: bool = True) -> None:
+        """Send the photo and its people to the worker (replacing any pending request); after an
+        edit (`force` False) only the people whose results are out of date (people_runs.py).
+        While a box is being dragged the fast body mode runs, whatever the mode setting."""
         self._debounce.stop()
         s = self.state
         if s.image is None:
             return
-        mode = "body" if self.photo.dragging else s.settings.mode
-        self.controller.request_inference(s.image, s.box, s.image_id, mode=mode)
+        dragging = self.photo.dragging
+        mode = "body" if dragging else s.settings.mode
+        plan = plan_run(s, mode, dragging, force)
+        self.people.status.started(plan)
+        self.controller.request_inference(s.image, plan.runs, s.image_id, mode, plan.kept, plan.order, plan.selected)
         if not self.controller.has_model and not self.controller.loading:
             self._show_no_model()
 
@@ -232,14 +243,15 @@ class MainWindow(QMainWindow):
     def _on_result(self, bundle: ResultBundle) -> None:
         if bundle.image_id != self.state.image_id:
             return
+        self.people.status.finished()
         self.state.set_result(bundle)
         self.banner.dismiss_kinds("inference")
-        t = bundle.result.timings_ms.get("total", 0.0)
-        where = " on the whole photo" if bundle.box is None else ""
-        self.state.post(f"Done{where}: {t:.0f} ms in the model, {bundle.shown_ms:.0f} ms from request to screen")
+        self.state.post(describe_done(bundle))
         self.resultShown.emit(bundle)
 
     def _on_inference_failed(self, message: str, user_error: bool) -> None:
+        self.people.status.failed_run(message)
+        self.panels.people.refresh()
         self.show_error(message if user_error else f"Unexpected error: {message}", kind="inference")
 
     # ======================================================================== model ====

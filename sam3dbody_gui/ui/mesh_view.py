@@ -30,6 +30,7 @@ VIEWS = {  # name: (azimuth, elevation) in pyqtgraph's Z-up world; the photo's c
     "three_quarter": (-50.0, 14.0),
 }
 MESH_RGBA = (0.53, 0.69, 0.98, 1.0)
+CAMERA_SIZE_M = 0.3
 
 CLAY = shaders.ShaderProgram("sam3dbody_clay", [
     shaders.VertexShader("""
@@ -148,6 +149,10 @@ class MeshView(QWidget):
                                        drawEdges=False, edgeColor=(0.1, 0.14, 0.22, 1.0))
         self.mesh_item.setVisible(False)
         self.view.addItem(self.mesh_item)
+        # The photo's camera, where it stood: the people are placed by their camera translation.
+        self.camera_item = gl.GLLinePlotItem(color=(1.0, 0.77, 0.24, 0.9), width=1.5, mode="lines", antialias=True)
+        self.camera_item.setVisible(False)
+        self.view.addItem(self.camera_item)
         self.extent = np.array([0.6, 0.4, 1.8], dtype=np.float32)
         self.current_view = "front"
         self.num_vertices = 0
@@ -190,15 +195,18 @@ class MeshView(QWidget):
         self._fit_on_next = True
         if self.state.bundle is None:
             self.mesh_item.setVisible(False)
+            self.camera_item.setVisible(False)
             self._set_message("The 3-D mesh appears after the first run")
 
     def _on_result(self) -> None:
         b = self.state.bundle
         if b is None:
             return
-        md = _MeshData(b.display_vertices, b.faces, b.display_normals)
+        md = _MeshData(b.display_vertices, b.faces, b.display_normals, b.display_colours)
         self.mesh_item.setMeshData(meshdata=md)
         self.mesh_item.setVisible(True)
+        self.camera_item.setData(pos=camera_lines(b.camera_position, size=CAMERA_SIZE_M))
+        self.camera_item.setVisible(True)
         self.num_vertices = int(b.display_vertices.shape[0])
         self.extent = b.extent
         # The floor sits under the feet (the mesh is centred on its bounding box).
@@ -264,9 +272,24 @@ class MeshView(QWidget):
         return self.view.grabFramebuffer()
 
 
+def camera_lines(position: np.ndarray, size: float) -> np.ndarray:
+    """A camera drawn as a small pyramid at `position`, looking along +Y with Z up (the viewer's
+    world, render.camera_to_display), as line-segment end points for GLLinePlotItem."""
+    c = np.asarray(position, dtype=np.float32)
+    half_w, half_h = size * 0.5, size * 0.375
+    corners = [c + np.array([dx * half_w, size, dz * half_h], np.float32) for dx, dz in ((-1, 1), (1, 1), (1, -1), (-1, -1))]
+    segments = []
+    for i, corner in enumerate(corners):
+        segments += [c, corner, corner, corners[(i + 1) % 4]]
+    top = c + np.array([0.0, size, half_h * 1.6], np.float32)  # which way is up
+    segments += [corners[0], top, top, corners[1]]
+    return np.array(segments, dtype=np.float32)
+
+
 class _MeshData(gl.MeshData):
     """MeshData with normals computed on the worker (pyqtgraph's own loop is slow)."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> None:
-        super().__init__(vertexes=vertices, faces=faces)
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray,
+                 colours: np.ndarray | None = None) -> None:
+        super().__init__(vertexes=vertices, faces=faces, vertexColors=colours)
         self._vertexNormals = normals

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QSlider, QSplitter, QWidget
 from .feature_view import FeatureView
 from .latency_view import LatencyView
 from .mesh_view import MeshView
+from .people_panel import PeoplePanel
 from .photo_view import PhotoView
 from .state import AppState
 from .widgets import Panel, tool_button
@@ -49,7 +50,15 @@ class PanelGrid(QSplitter):
         self.mesh = MeshView(state)
         self.latency = LatencyView(state)
 
-        self.photo_panel = Panel("Photo", self.photo, "drag to draw the person box")
+        self.people = PeoplePanel(state)
+        self.photo_split = QSplitter(Qt.Orientation.Horizontal)  # the photo and its people list
+        self.photo_split.addWidget(self.photo)
+        self.photo_split.addWidget(self.people)
+        self.photo_split.setStretchFactor(0, 1)
+        self.photo_split.setStretchFactor(1, 0)
+        self.photo_split.setChildrenCollapsible(True)
+        self.photo_split.setSizes([800, 190])
+        self.photo_panel = Panel("Photo", self.photo_split, "drag to add a person's box · click one to select it")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setFixedWidth(110)
@@ -63,7 +72,7 @@ class PanelGrid(QSplitter):
         self.photo_panel.add_tool(opacity_label)
         self.photo_panel.add_tool(self.opacity)
         self.photo_panel.add_tool(self.keypoints_box)
-        self.whole_button = self.photo_panel.add_tool(tool_button("Whole image", "Remove the box: use the whole photo"))
+        self.whole_button = self.photo_panel.add_tool(tool_button("Whole image", "Remove every box: use the whole photo"))
 
         self.feature_panel = Panel("Features", self.features, "what the backbone sees")
         self.mesh_panel = Panel("3-D mesh", self.mesh, "drag to orbit")
@@ -138,7 +147,7 @@ class PanelGrid(QSplitter):
 
     def splitters(self) -> dict[str, QSplitter]:
         """By the names their positions are saved under."""
-        return {"rows": self, "top": self.top, "bottom": self.bottom}
+        return {"rows": self, "top": self.top, "bottom": self.bottom, "photo": self.photo_split}
 
     def align_columns(self) -> None:
         self._align_columns(self.top, self.bottom)

@@ -1,13 +1,14 @@
-"""Panel 1: the photo, the person box (draw / move / resize / nudge) and the mesh overlay.
+"""Panel 1: the photo, the people's boxes (draw / select / move / resize / nudge) and the meshes.
 
-Mouse: drag on empty space to draw a box; drag inside it to move it; drag a handle (corners,
-edge midpoints) to resize. Keyboard (when the photo has focus): arrows move the box by one
-pixel (Shift: 10), Ctrl+arrows move its right/bottom edge (resize), Delete clears it (the
-whole image is used), Esc cancels a drag. Every change goes out as `boxEdited`; the window
-decides what to do with it (debounced re-run).
+Mouse: drag on empty space to draw a new person's box; click a box to select that person, drag
+inside it to move it; drag a handle of the selected box (corners, edge midpoints) to resize.
+Keyboard (when the photo has focus): arrows move the selected box by one pixel (Shift: 10),
+Ctrl+arrows move its right/bottom edge (resize), Delete removes the selected person (with nobody
+left the whole image is used), Tab / Shift+Tab select the next / previous person, Esc cancels a
+drag. Edits go out as signals; the window's BoxEditor applies them (and records Undo steps).
 
-The mesh arrives as a transparent RGBA layer rendered on the worker, so the opacity slider
-and the keypoint switch only re-composite here.
+The meshes arrive as one transparent RGBA layer rendered on the worker (one z-buffer for all
+the people), so the opacity slider and the keypoint switch only re-composite here.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ def numpy_to_qimage(array: np.ndarray) -> QImage:
 
 
 class PhotoView(QWidget):
-    boxEdited = Signal(object)  # Box | None
-    dragStarted = Signal()  # a box drag begins (the box before it: `drag_start_box`)
+    boxEdited = Signal(object)  # the selected person's new box (None: remove everyone)
+    personDrawn = Signal(object)  # a drag on empty space made a box: a new person (selected)
+    personClicked = Signal(int)  # a press on this person's box: select them
+    personDeleted = Signal(int)  # Delete on the selected person
+    selectionStepped = Signal(int)  # Tab (+1) / Shift+Tab (-1)
+    dragStarted = Signal()  # a box drag begins
+    dragCancelled = Signal()  # Esc during a drag: put everything back as it was before it
     dragFinished = Signal()  # the mouse let go of the box (or Esc cancelled the drag)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -57,14 +63,16 @@ class PhotoView(QWidget):
         self.setMinimumSize(240, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAccessibleName("Photo with person box and mesh overlay")
-        self.setToolTip("Drag to draw the person box · drag inside to move · drag handles to resize\n"
-                        "Arrows: nudge (Shift ×10) · Ctrl+arrows: resize · Delete: whole image")
+        self.setToolTip("Drag on the photo to add a person's box · click a box to select it · drag inside to move"
+                        " · drag handles to resize\nArrows: nudge (Shift ×10) · Ctrl+arrows: resize · "
+                        "Delete: remove the person · Tab: next person")
         self._photo: Optional[QImage] = None
         self._layer: Optional[QImage] = None
         self._layer_image_id = -1
         self._drag: Optional[str] = None  # "draw" | "move" | handle name
         self._drag_origin = QPointF()
-        self._drag_box: Optional[Box] = None  # box when the drag began
+        self._drag_box: Optional[Box] = None  # the selected box when the drag began
+        self._drew = False  # this draw-drag has made its person already
         self.busy = False
         state.imageChanged.connect(self._on_image)
         state.resultChanged.connect(self._on_result)
@@ -115,6 +123,7 @@ class PhotoView(QWidget):
         return QPointF(r.x() + x * s, r.y() + y * s)
 
     def box_rect(self, box: Optional[Box] = None) -> QRectF:
+        """Where a box (default: the selected person's) is on the widget."""
         box = self.state.box if box is None else box
         if box is None:
             return QRectF()
@@ -130,6 +139,7 @@ class PhotoView(QWidget):
                 "br": r.bottomRight(), "b": QPointF(cx, r.bottom()), "bl": r.bottomLeft(), "l": QPointF(r.left(), cy)}
 
     def hit_test(self, p: QPointF) -> Optional[str]:
+        """What a press at `p` grabs of the selected box: a handle, an edge, "move" (inside), or None."""
         for name, h in self._handles().items():
             if abs(p.x() - h.x()) <= GRAB_PX and abs(p.y() - h.y()) <= GRAB_PX:
                 return name
@@ -149,6 +159,12 @@ class PhotoView(QWidget):
                 return "move"
         return None
 
+    def person_at(self, p: QPointF) -> Optional[int]:
+        """The unselected person whose box holds `p` (the smallest, so a box inside another can be picked)."""
+        inside = [(self.box_rect(q.box).width() * self.box_rect(q.box).height(), q.id) for q in self.state.people
+                  if q.id != self.state.selected and q.box is not None and self.box_rect(q.box).contains(p)]
+        return min(inside)[1] if inside else None
+
     def _clamp_point(self, p: QPointF) -> QPointF:
         h, w = self.state.image_hw
         return QPointF(min(max(p.x(), 0.0), float(w)), min(max(p.y(), 0.0), float(h)))
@@ -160,9 +176,15 @@ class PhotoView(QWidget):
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         pos = ev.position()
         hit = self.hit_test(pos)
+        if hit is None:
+            other = self.person_at(pos)
+            if other is not None:  # a press on another person's box selects them, and may move them
+                self.personClicked.emit(other)
+                hit = "move"
         if hit is None and not self.image_rect().contains(pos):
             return
         self._drag = hit or "draw"
+        self._drew = False
         self._drag_origin = self._clamp_point(self.to_image(pos))
         self._drag_box = self.state.box
         self.dragStarted.emit()
@@ -172,28 +194,27 @@ class PhotoView(QWidget):
         pos = ev.position()
         if self._drag is None:
             if self._photo is not None:
-                self.setCursor(QCursor(HANDLE_CURSORS.get(self.hit_test(pos), Qt.CursorShape.CrossCursor)))
+                hit = self.hit_test(pos) or ("move" if self.person_at(pos) is not None else None)
+                self.setCursor(QCursor(HANDLE_CURSORS.get(hit, Qt.CursorShape.CrossCursor)))
             return
-        p = self._clamp_point(self.to_image(pos))
-        box = self._dragged_box(p)
-        if box is not None:
-            self.boxEdited.emit(box)
+        self._send(self._dragged_box(self._clamp_point(self.to_image(pos))))
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
         if ev.button() != Qt.MouseButton.LeftButton or self._drag is None:
             return super().mouseReleaseEvent(ev)
-        p = self._clamp_point(self.to_image(ev.position()))
-        box = self._dragged_box(p)
-        drag, self._drag = self._drag, None
-        if box is not None:
-            self.boxEdited.emit(box)
-        elif drag == "draw" and self.state.box != self._drag_box:
-            self.boxEdited.emit(self._drag_box)  # a click, not a box: keep what was there
+        self._send(self._dragged_box(self._clamp_point(self.to_image(ev.position()))))
+        self._drag = None
         self.dragFinished.emit()
 
-    @property
-    def drag_start_box(self) -> Optional[Box]:
-        return self._drag_box
+    def _send(self, box: Optional[Box]) -> None:
+        """A drag's box: the first box of a draw-drag makes a new person, every other moves the selected one."""
+        if box is None:
+            return
+        if self._drag == "draw" and not self._drew:
+            self._drew = True
+            self.personDrawn.emit(box)
+        else:
+            self.boxEdited.emit(box)
 
     @property
     def dragging(self) -> bool:
@@ -233,11 +254,11 @@ class PhotoView(QWidget):
         key, mods = ev.key(), ev.modifiers()
         if key == Qt.Key.Key_Escape and self._drag is not None:
             self._drag = None
-            self.boxEdited.emit(self._drag_box)
+            self.dragCancelled.emit()
             self.dragFinished.emit()
             return
-        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.state.box is not None:
-            self.boxEdited.emit(None)
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.state.selected is not None:
+            self.personDeleted.emit(self.state.selected)
             return
         arrows = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
         if key in arrows and self.state.image is not None:
@@ -249,6 +270,13 @@ class PhotoView(QWidget):
             ev.accept()
             return
         super().keyPressEvent(ev)
+
+    def focusNextPrevChild(self, forward: bool) -> bool:  # noqa: N802 - Qt's name
+        """Tab / Shift+Tab step through the people while there are several (else: Qt's focus chain)."""
+        if len(self.state.people) > 1 and self.hasFocus():
+            self.selectionStepped.emit(1 if forward else -1)
+            return True
+        return super().focusNextPrevChild(forward)
 
     # -- painting ------------------------------------------------------------------------
     def paintEvent(self, _ev) -> None:
@@ -266,19 +294,30 @@ class PhotoView(QWidget):
         # What the model found stays on the photo: keypoints (and a mesh) can fall outside it.
         p.setClipRect(target)
         if bundle is not None and self._layer is not None:
-            stale = bundle.box != state.box  # the box moved since: show the old mesh faded
-            p.setOpacity(settings.overlay_opacity * (0.45 if stale else 1.0))
+            p.setOpacity(settings.overlay_opacity * (0.45 if self.stale(bundle) else 1.0))  # a box moved since
             p.drawImage(target, self._layer)
             p.setOpacity(1.0)
         if bundle is not None and settings.show_keypoints:
-            self._draw_keypoints(p, bundle.result.keypoints_2d)
+            for shown in bundle.people.values():
+                self._draw_keypoints(p, shown.result.keypoints_2d, selected=shown.person_id == state.selected
+                                     or len(bundle.people) == 1)
         p.setClipping(False)
-        if state.box is not None:
-            self._draw_box(p, target)
-        if state.box is None:
+        if len(state.people) == 1 and state.box is not None:
+            self._shade_outside(p, target, self.box_rect())
+        for person in state.people:
+            if person.id != state.selected:
+                self._draw_person_box(p, person, selected=False)
+        if state.selected_person is not None:
+            self._draw_person_box(p, state.selected_person, selected=True)
+        if not state.people:
             self._draw_pill(p, "No box: the whole photo is used · drag to draw one", top=False)
         if self.busy:
             self._draw_pill(p, "running…", top=True)
+
+    def stale(self, bundle) -> bool:
+        """Whether some person's box differs from the one their shown mesh was made with."""
+        boxes = {p.id: p.box for p in self.state.people} or {0: None}
+        return set(boxes) != set(bundle.people) or any(bundle.people[i].box != box for i, box in boxes.items())
 
     def _draw_empty(self, p: QPainter) -> None:
         p.setPen(QColor(style.TEXT_DIM))
@@ -288,26 +327,49 @@ class PhotoView(QWidget):
         p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                    "Open a photo with Ctrl+O\nor drop one here\n\n(File ▸ Open sample photo for a quick try)")
 
-    def _draw_box(self, p: QPainter, target: QRectF) -> None:
-        r = self.box_rect()
+    def _shade_outside(self, p: QPainter, target: QRectF, r: QRectF) -> None:
         outside = QPainterPath()
         outside.addRect(target)
         inner = QPainterPath()
         inner.addRect(r.intersected(target))
         p.fillPath(outside.subtracted(inner), QColor(0, 0, 0, 95))
-        accent = QColor(style.ACCENT)
-        p.setPen(QPen(accent, 2))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRect(r)
-        p.setPen(QPen(QColor(20, 20, 20), 1))
-        p.setBrush(accent)
-        for h in self._handles().values():
-            p.drawRect(QRectF(h.x() - HANDLE_PX / 2, h.y() - HANDLE_PX / 2, HANDLE_PX, HANDLE_PX))
 
-    def _draw_keypoints(self, p: QPainter, keypoints: np.ndarray) -> None:
-        radius = max(2.0, min(4.0, self._scale() * 3.0))
-        p.setPen(QPen(QColor(255, 255, 255, 200), 1))
-        p.setBrush(QColor(style.KEYPOINT))
+    def _draw_person_box(self, p: QPainter, person, selected: bool) -> None:
+        """A person's box in their colour with their number; the selected one thicker, with handles."""
+        r = self.box_rect(person.box)
+        colour = person_qcolour(person.colour) if len(self.state.people) > 1 else QColor(style.ACCENT)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QPen(colour, 2.5 if selected else 1.5, Qt.PenStyle.SolidLine if selected else Qt.PenStyle.DashLine))
+        p.drawRect(r)
+        if len(self.state.people) > 1:
+            self._draw_tag(p, r, str(person.id), colour)
+        if selected:
+            p.setPen(QPen(QColor(20, 20, 20), 1))
+            p.setBrush(colour)
+            for h in self._handles().values():
+                p.drawRect(QRectF(h.x() - HANDLE_PX / 2, h.y() - HANDLE_PX / 2, HANDLE_PX, HANDLE_PX))
+
+    def _draw_tag(self, p: QPainter, r: QRectF, text: str, colour: QColor) -> None:
+        f = QFont(self.font())
+        f.setBold(True)
+        f.setPointSizeF(max(7.5, f.pointSizeF() * 0.85))
+        p.setFont(f)
+        fm = p.fontMetrics()
+        tag = QRectF(r.left(), r.top() - fm.height() - 4, fm.horizontalAdvance(text) + 10, fm.height() + 4)
+        if tag.top() < 0:
+            tag.moveTop(r.top())
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(colour)
+        p.drawRoundedRect(tag, 3, 3)
+        p.setPen(QColor(15, 15, 20))
+        p.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _draw_keypoints(self, p: QPainter, keypoints: np.ndarray, selected: bool = True) -> None:
+        radius = max(2.0, min(4.0, self._scale() * 3.0)) * (1.0 if selected else 0.7)
+        p.setPen(QPen(QColor(255, 255, 255, 200 if selected else 110), 1))
+        colour = QColor(style.KEYPOINT)
+        colour.setAlpha(255 if selected else 150)
+        p.setBrush(colour)
         for x, y in np.asarray(keypoints, dtype=np.float64):
             if np.isfinite(x) and np.isfinite(y):
                 p.drawEllipse(self.to_widget(x, y), radius, radius)
@@ -327,6 +389,14 @@ class PhotoView(QWidget):
         p.drawRoundedRect(pill, h / 2, h / 2)
         p.setPen(QColor(style.ACCENT if top else style.TEXT))
         p.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def person_qcolour(index: int) -> QColor:
+    """A person's colour (the same as their mesh's, export/mesh_render.person_colour)."""
+    from ..export.mesh_render import person_colour
+
+    r, g, b = (int(c) for c in person_colour(index))
+    return QColor(r, g, b)
 
 
 def nudged_box(box: Optional[Box], image_hw: tuple[int, int], dx: int, dy: int, step: float = 1.0,

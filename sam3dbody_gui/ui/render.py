@@ -11,15 +11,14 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
-
+from dataclasses import replace
 import numpy as np
 
 from ..export.feature_pca import feature_pca_rgb
-from ..export.mesh_render import render_mesh_layer
+from ..export.mesh_render import person_colour, render_people_layer
 from ..export.overlay import render_overlay
 from ..mesh_math import vertex_normals
-from .state import Box, ResultBundle
+from .state import PersonShown, ResultBundle
 
 MAX_LAYER_SIDE = 1280  # enough for the photo panel; exports re-render at full size
 
@@ -37,22 +36,46 @@ def compose_overlay(image: np.ndarray, bundle: ResultBundle, opacity: float, sho
     """The photo panel's picture at the photo's resolution (a PIL RGB image), for export: the
     bundle's layer when it is full size, else drawn again at full size by the same renderer."""
     full = bundle.mesh_layer if bundle.layer_scale >= 1.0 else None
-    return render_overlay(image, bundle.result, opacity, show_keypoints, draw_box, mesh_layer=full)
+    return render_overlay(image, bundle.results, opacity, show_keypoints, draw_box, mesh_layer=full,
+                          colours=[p.colour for p in bundle.people.values()])
 
 
-def make_bundle(request_id: int, result, box: Optional[Box], image_id: int, submitted_at: float) -> ResultBundle:
+def person_shown(person_id: int, key: tuple, colour: int, result, ran_ms: float) -> PersonShown:
+    return PersonShown(person_id, key, result, colour, feature_pca_rgb(result.features), ran_ms)
+
+
+def make_bundle(request_id: int, people: list[PersonShown], image_id: int, submitted_at: float,
+                ran: tuple = (), timings_ms: dict | None = None, selected: int = 0) -> ResultBundle:
+    """Every person's mesh in one overlay layer (one z-buffer: the nearer person hides the
+    farther) and one 3-D mesh in the camera's frame, so the people stand where the camera saw them."""
+    from ..pipeline.person_warnings import person_warnings
+
     t0 = time.perf_counter()
-    layer, scale = render_mesh_layer(result, max_side=MAX_LAYER_SIDE)
-    pca = feature_pca_rgb(result.features)
-    verts = camera_to_display(result.vertices_camera)
-    lo, hi = verts.min(0), verts.max(0)
-    verts = verts - (lo + hi) / 2
-    faces = np.ascontiguousarray(result.faces, dtype=np.uint32)
-    normals = vertex_normals(verts, faces)
+    results = [p.result for p in people]
+    said = person_warnings(results, labels=[str(p.person_id) for p in people])
+    people = [replace(p, warnings=tuple(w)) for p, w in zip(people, said)]
+    for p, w in zip(people, said):
+        p.result.warnings = list(w)  # saved in the JSON, as `infer` saves them
+    layer, scale = render_people_layer(results, max_side=MAX_LAYER_SIDE, colours=[p.colour for p in people])
+    verts, faces, colours, offset = [], [], [], 0
+    for p in people:
+        v = camera_to_display(p.result.vertices_camera)
+        verts.append(v)
+        faces.append(np.asarray(p.result.faces, dtype=np.int64) + offset)
+        rgba = np.append(person_colour(p.colour) / 255.0, 1.0).astype(np.float32)
+        colours.append(np.broadcast_to(rgba, (len(v), 4)))
+        offset += len(v)
+    verts_all = np.concatenate(verts)
+    lo, hi = verts_all.min(0), verts_all.max(0)
+    centre = (lo + hi) / 2
+    verts_all = np.ascontiguousarray(verts_all - centre, dtype=np.float32)
+    faces_all = np.ascontiguousarray(np.concatenate(faces), dtype=np.uint32)
+    normals = vertex_normals(verts_all, faces_all)
     return ResultBundle(
-        request_id=request_id, result=result, box=box, image_id=image_id,
-        mesh_layer=layer, layer_scale=scale, pca_rgb=pca,
-        display_vertices=np.ascontiguousarray(verts, dtype=np.float32), display_normals=normals,
-        faces=faces, extent=(hi - lo).astype(np.float32),
-        postprocess_ms=(time.perf_counter() - t0) * 1e3, submitted_at=submitted_at,
+        request_id=request_id, people={p.person_id: p for p in people}, image_id=image_id,
+        mesh_layer=layer, layer_scale=scale, display_vertices=verts_all, display_normals=normals,
+        display_colours=np.ascontiguousarray(np.concatenate(colours), dtype=np.float32), faces=faces_all,
+        extent=(hi - lo).astype(np.float32), camera_position=(-centre).astype(np.float32),
+        ran=tuple(ran), selected=selected if any(p.person_id == selected for p in people) else people[0].person_id,
+        timings_ms=dict(timings_ms or {}), postprocess_ms=(time.perf_counter() - t0) * 1e3, submitted_at=submitted_at,
     )

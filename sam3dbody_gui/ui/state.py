@@ -20,35 +20,37 @@ from PySide6.QtCore import QObject, Signal
 if TYPE_CHECKING:  # the pipeline imports torch: the UI imports it lazily, on the worker
     from ..pipeline.result import MeshResult
 
-Box = tuple[float, float, float, float]
+from .people import Box, People, Person, free_colour  # noqa: F401 - Box is the window's name
+
 HISTORY_LENGTH = 60
 UNDO_LENGTH = 100
 
 
 class BoxHistory:
-    """Undo and redo of the person box, Qt-free: the boxes before each edit (None: the whole
-    photo). The window records one step per edit: a whole drag is one, so is each key nudge."""
+    """Undo and redo of the people's boxes, Qt-free: the (people, selected id) snapshots before
+    each edit. The window records one step per edit: a whole drag is one, so is each key nudge,
+    a deletion or a detection."""
 
     def __init__(self, limit: int = UNDO_LENGTH) -> None:
         self.limit = limit
-        self._undo: list[Optional[Box]] = []
-        self._redo: list[Optional[Box]] = []
+        self._undo: list = []
+        self._redo: list = []
 
-    def record(self, before: Optional[Box], after: Optional[Box]) -> None:
+    def record(self, before, after) -> None:
         if before == after:
             return
         self._undo.append(before)
         del self._undo[:-self.limit]
         self._redo.clear()
 
-    def undo(self, current: Optional[Box]) -> tuple[bool, Optional[Box]]:
-        """(whether there was a step, the box to go back to)."""
+    def undo(self, current):
+        """(whether there was a step, the snapshot to go back to)."""
         if not self._undo:
             return False, current
         self._redo.append(current)
         return True, self._undo.pop()
 
-    def redo(self, current: Optional[Box]) -> tuple[bool, Optional[Box]]:
+    def redo(self, current):
         if not self._redo:
             return False, current
         self._undo.append(current)
@@ -110,28 +112,71 @@ class ModelStatus:
 
 
 @dataclass
+class PersonShown:
+    """One person's result in a bundle, with what the views draw of it alone."""
+
+    person_id: int
+    key: tuple  # people.result_key it was run with (box, mode, prompts)
+    result: "MeshResult"
+    colour: int  # index into the person colours
+    pca_rgb: np.ndarray  # (h, w, 3) uint8 PCA of this person's backbone features
+    ran_ms: float = 0.0  # the model time of the run that made it (kept results keep theirs)
+    warnings: tuple = ()  # what looks wrong (pipeline/person_warnings.py), beside them in the list
+
+    @property
+    def box(self) -> Optional[Box]:
+        return self.key[0]
+
+
+@dataclass
 class ResultBundle:
-    """One finished inference, with what the views need already computed on the worker."""
+    """The photo's finished inference: every person's result (those this request ran and those it
+    kept from before), with what the views need already computed on the worker."""
 
     request_id: int
-    result: "MeshResult"
-    box: Optional[Box]  # the box it was run with (None = whole image)
+    people: dict  # person id → PersonShown, in the list's order
     image_id: int  # which photo (AppState.image_id) it belongs to
-    mesh_layer: np.ndarray  # (h, w, 4) uint8 RGBA: shaded mesh, transparent elsewhere
+    mesh_layer: np.ndarray  # (h, w, 4) uint8 RGBA: every person's shaded mesh, one z-buffer
     layer_scale: float  # mesh_layer pixels per photo pixel (<= 1 for very large photos)
-    pca_rgb: np.ndarray  # (h, w, 3) uint8 PCA of the backbone features
-    display_vertices: np.ndarray  # (V, 3) float32: centred, Z up (pyqtgraph's world)
+    display_vertices: np.ndarray  # (V, 3) float32: all people, camera frame made Z up, centred
     display_normals: np.ndarray  # (V, 3) float32 unit vertex normals
-    faces: np.ndarray  # (F, 3) uint32
-    extent: np.ndarray  # (3,) size of the mesh's bounding box in metres
+    display_colours: np.ndarray  # (V, 4) float32 RGBA per vertex (each person's colour)
+    faces: np.ndarray  # (F, 3) uint32 into display_vertices
+    extent: np.ndarray  # (3,) size of the people's bounding box in metres
+    camera_position: np.ndarray  # (3,) the photo's camera in the same (centred) display frame
+    ran: tuple = ()  # ids this request ran (the others were kept)
+    selected: int = 0  # whose result `result`, `box` and `pca_rgb` are
+    timings_ms: dict = field(default_factory=dict)  # this request's stages (empty: nothing ran)
     postprocess_ms: float = 0.0
     submitted_at: float = 0.0  # time.perf_counter() when the request was made
     shown_ms: float = 0.0  # request → shown on screen
 
+    @property
+    def shown(self) -> PersonShown:
+        """The selected person's entry, or the first one's."""
+        return self.people.get(self.selected) or next(iter(self.people.values()))
+
+    @property
+    def result(self) -> "MeshResult":
+        return self.shown.result
+
+    @property
+    def box(self) -> Optional[Box]:
+        return self.shown.box
+
+    @property
+    def pca_rgb(self) -> np.ndarray:
+        return self.shown.pca_rgb
+
+    @property
+    def results(self) -> list:
+        """Every person's MeshResult, in the list's order (exports of the whole photo)."""
+        return [p.result for p in self.people.values()]
+
 
 class AppState(QObject):
     imageChanged = Signal()
-    boxChanged = Signal()
+    boxChanged = Signal()  # the people (their boxes, the list) or the selection changed
     resultChanged = Signal()
     settingsChanged = Signal()
     modelChanged = Signal()
@@ -144,7 +189,9 @@ class AppState(QObject):
         self.image: Optional[np.ndarray] = None  # (H, W, 3) uint8 RGB, never modified in place
         self.image_path: Optional[Path] = None
         self.image_id = 0
-        self.box: Optional[Box] = None  # None = the whole image
+        self.people: People = ()  # none: the whole photo is run as one person
+        self.selected: Optional[int] = None  # the person the box tools edit
+        self._next_id = 1
         self.box_history = BoxHistory()  # a new photo starts a new history
         self.bundle: Optional[ResultBundle] = None
         self.settings = settings or Settings()
@@ -164,41 +211,128 @@ class AppState(QObject):
         self.image = image
         self.image_path = Path(path) if path is not None else None
         self.image_id += 1
-        self.box = None
+        self.people, self.selected, self._next_id = (), None, 1
         self.box_history.clear()
         self.bundle = None
         self.imageChanged.emit()
         self.boxChanged.emit()
         self.resultChanged.emit()
 
+    @property
+    def selected_person(self) -> Optional[Person]:
+        return next((p for p in self.people if p.id == self.selected), None)
+
+    @property
+    def box(self) -> Optional[Box]:
+        """The selected person's box (None: nobody is selected, or the whole photo is used)."""
+        person = self.selected_person
+        return None if person is None else person.box
+
+    def person(self, person_id: int) -> Optional[Person]:
+        return next((p for p in self.people if p.id == person_id), None)
+
+    def snapshot(self) -> tuple:
+        """What Undo / Redo restore: the people and who is selected."""
+        return (self.people, self.selected)
+
+    def _checked(self, box) -> Optional[Box]:
+        from ..errors import UserError
+
+        try:
+            return check_box(box, self.image_hw)
+        except UserError as exc:
+            self.post(str(exc), "error")
+            return None
+
     def set_box(self, box: Optional[Box]) -> bool:
-        """Set the person box (None = whole image). A box that is empty or misses the photo is
-        refused with a message; returns whether it was accepted."""
+        """The single-box edit: the selected person's box becomes `box` (a new person when nobody
+        is selected); None removes everyone, so the whole photo is used. A box that is empty or
+        misses the photo is refused with a message; returns whether it was accepted."""
         if self.image is None:
             return False
-        if box is not None:
-            from ..errors import UserError
-
-            try:
-                box = check_box(box, self.image_hw)
-            except UserError as exc:
-                self.post(str(exc), "error")
-                return False
-        if box == self.box:
+        if box is None:
+            if self.people:
+                self.set_people((), None)
             return True
-        self.box = box
-        self.boxChanged.emit()
+        box = self._checked(box)
+        if box is None:
+            return False
+        person = self.selected_person
+        if person is None:
+            return self.add_person(box) is not None
+        if person.box != box:
+            self.set_people(tuple(p.moved(box) if p.id == person.id else p for p in self.people), person.id)
         return True
+
+    def add_person(self, box: Box, source: str = "user", score: Optional[float] = None,
+                   select: bool = True) -> Optional[int]:
+        """A new person with this box (checked as set_box checks); their id, or None if refused."""
+        if self.image is None:
+            return None
+        box = self._checked(box)
+        if box is None:
+            return None
+        person = Person(self._next_id, box, source, score, free_colour(self.people))
+        self.set_people(self.people + (person,), person.id if select else self.selected)
+        return person.id
+
+    def move_person(self, person_id: int, box: Box) -> bool:
+        box = self._checked(box)
+        if box is None or self.person(person_id) is None:
+            return False
+        self.set_people(tuple(p.moved(box) if p.id == person_id else p for p in self.people), self.selected)
+        return True
+
+    def remove_person(self, person_id: int) -> bool:
+        if self.person(person_id) is None:
+            return False
+        people = tuple(p for p in self.people if p.id != person_id)
+        selected = self.selected if self.selected != person_id else (people[-1].id if people else None)
+        self.set_people(people, selected)
+        return True
+
+    def select(self, person_id: Optional[int]) -> None:
+        if person_id is not None and self.person(person_id) is None:
+            return
+        if person_id != self.selected:
+            self.selected = person_id
+            if self.bundle is not None and person_id in self.bundle.people:
+                self.bundle.selected = person_id
+            self.boxChanged.emit()
+            self.resultChanged.emit()  # the views showing one person (features) follow the selection
+
+    def set_people(self, people: People, selected: Optional[int]) -> None:
+        """Replace the list (undo / redo, a detection); ids are never reused."""
+        people = tuple(people)
+        if selected is not None and all(p.id != selected for p in people):
+            selected = people[-1].id if people else None
+        if (people, selected) == (self.people, self.selected):
+            return
+        selection_moved = selected != self.selected
+        self.people, self.selected = people, selected
+        self._next_id = max([self._next_id] + [p.id + 1 for p in people])
+        if selection_moved and self.bundle is not None and selected in self.bundle.people:
+            self.bundle.selected = selected
+        self.boxChanged.emit()
+        if selection_moved:
+            self.resultChanged.emit()
+
+    @property
+    def next_person_id(self) -> int:
+        return self._next_id
 
     # -- results -------------------------------------------------------------------------
     def set_result(self, bundle: ResultBundle) -> None:
+        if self.selected in bundle.people:
+            bundle.selected = self.selected
         self.bundle = bundle
         self.runs += 1
-        timings = dict(bundle.result.timings_ms)
-        timings["display"] = bundle.postprocess_ms
-        self.history.append(timings)
         self.resultChanged.emit()
-        self.historyChanged.emit()
+        if bundle.timings_ms:  # a request that only re-drew kept results ran nothing
+            timings = dict(bundle.timings_ms)
+            timings["display"] = bundle.postprocess_ms
+            self.history.append(timings)
+            self.historyChanged.emit()
 
     def clear_history(self) -> None:
         self.history.clear()

@@ -43,14 +43,19 @@ class StatusBar(QStatusBar):
         self.export_label.setStyleSheet(f"color: {style.MESH};" if busy else "")
 
     def _show_box(self) -> None:
-        b = self.state.box
-        if self.state.image is None:
+        s = self.state
+        b = s.box
+        n = len(s.people)
+        who = f"{n} people · person {s.selected} " if n > 1 and s.selected is not None else ""
+        if s.image is None:
             self.box_label.setText("")
-        elif b is None:
-            h, w = self.state.image_hw
+        elif not s.people:
+            h, w = s.image_hw
             self.box_label.setText(f"box: whole image ({w}×{h})")
+        elif b is None:
+            self.box_label.setText(f"{n} people · none selected")
         else:
-            self.box_label.setText(f"box: {b[0]:.0f}, {b[1]:.0f} – {b[2]:.0f}, {b[3]:.0f} "
+            self.box_label.setText(f"{who}box: {b[0]:.0f}, {b[1]:.0f} – {b[2]:.0f}, {b[3]:.0f} "
                                    f"({b[2] - b[0]:.0f}×{b[3] - b[1]:.0f})")
 
     def _show_model(self) -> None:

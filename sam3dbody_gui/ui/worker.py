@@ -32,7 +32,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import create_worker
 
-from .state import Box, Settings
+from .state import Settings
 
 log = logging.getLogger(__name__)
 # What Python's default warning filter hides outside __main__.
@@ -47,7 +47,10 @@ class Job:
     model_dir: Optional[Path] = None  # load (None with settings.use_demo_model)
     pipeline: Any = None  # infer: the pipeline to use (only ever used on the worker)
     image: Optional[np.ndarray] = None
-    box: Optional[Box] = None
+    runs: tuple = ()  # infer: (person id, box, result key, colour) of each person to run
+    kept: tuple = ()  # infer: PersonShown of the people whose results are still good
+    order: tuple = ()  # infer: every person's id, in the list's order
+    selected: int = 0
     image_id: int = 0
     mode: str = "body"  # infer: "body" or "full" (hand refinement)
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -137,7 +140,7 @@ class JobRunner:
                               is_synthetic(folder), _decoder_label(pipeline))
 
     def _infer(self, job: Job):
-        from .render import make_bundle
+        from .render import make_bundle, person_shown
 
         key = (id(job.pipeline), job.image_id)
         if key != self._photo_key:
@@ -147,8 +150,16 @@ class JobRunner:
             if callable(forget):
                 forget()
             self._photo_key = key
-        result = job.pipeline.run(job.image, job.box, None, mode=job.mode)
-        return make_bundle(job.id, result, job.box, job.image_id, job.submitted_at)
+        shown = {p.person_id: p for p in job.kept}
+        timings: dict = {}
+        if job.runs:
+            results = job.pipeline.run_people(job.image, [box for _, box, _, _ in job.runs], None, mode=job.mode)
+            timings = dict(results[0].timings_ms)
+            for (person_id, _box, key, colour), result in zip(job.runs, results):
+                shown[person_id] = person_shown(person_id, key, colour, result, timings.get("total", 0.0))
+        people = [shown[i] for i in job.order if i in shown]
+        return make_bundle(job.id, people, job.image_id, job.submitted_at, ran=tuple(r[0] for r in job.runs),
+                           timings_ms=timings, selected=job.selected)
 
 
 class _ProgressRelay(QObject):
@@ -213,8 +224,15 @@ class InferenceController(QObject):
         self.loadCancelled.emit()
         self._emit_busy()
 
-    def request_inference(self, image: np.ndarray, box: Optional[Box], image_id: int, mode: str = "body") -> int:
-        job = Job(next(self._ids), "infer", image=image, box=box, image_id=image_id, mode=mode)
+    def request_inference(self, image: np.ndarray, runs, image_id: int, mode: str = "body", kept=(),
+                          order=None, selected: int = 0) -> int:
+        """Run `runs` ((person id, box, result key, colour) each) on the photo and show them with the
+        `kept` results (PersonShown) in `order` (default: kept, then runs)."""
+        runs, kept = tuple(runs), tuple(kept)
+        if order is None:
+            order = tuple(p.person_id for p in kept) + tuple(r[0] for r in runs)
+        job = Job(next(self._ids), "infer", image=image, runs=runs, kept=kept, order=tuple(order),
+                  selected=selected, image_id=image_id, mode=mode)
         if self.pending_infer is not None:
             self.superseded += 1
         self.pending_infer = job

@@ -1,0 +1,67 @@
+"""The window's people: Detect people (on a worker), the list's buttons, and each person's status.
+The window keeps the photo and the model; this keeps who is in the photo in step with them."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject
+
+from .detection import PersonDetection
+from .people import MAX_PEOPLE, merge_detections, near_duplicates
+from .people_runs import RunStatus
+
+
+class PeopleActions(QObject):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.state = window.state
+        self.status = RunStatus()
+        self.detection = PersonDetection(self)
+        panel = window.panels.people
+        panel.status_of = lambda person_id: self.status.line(self.state, person_id)
+        panel.detectClicked.connect(self.detect)
+        panel.removeClicked.connect(lambda: window.box_editor.remove_person())
+        panel.removeAllClicked.connect(lambda: window.set_box(None))
+        self.detection.found.connect(self._on_found)
+        self.detection.failed.connect(lambda text: window.show_error(text, kind="detect"))
+        self.detection.busyChanged.connect(self._on_busy)
+        window.box_editor.changed.connect(self._warn_duplicates)
+        self.state.imageChanged.connect(self.status.forget)
+
+    def detect(self, min_score: float = 0.5, max_people: int = 20) -> bool:
+        """People ▸ Detect people: find everyone; the boxes the user drew stay."""
+        s = self.state
+        if s.image is None:
+            s.post("Open a photo first", "warning")
+            return False
+        s.post("Detecting people…")
+        return self.detection.detect(s.settings, s.image, s.image_id, min_score, min(max_people, MAX_PEOPLE))
+
+    def _on_busy(self, busy: bool) -> None:
+        panel = self.window.panels.people
+        panel.detect.setText("Detecting…" if busy else "Detect people")
+        panel.detect.setEnabled(not busy and self.state.image is not None)
+
+    def _on_found(self, image_id: int, boxes, scores, note: str) -> None:
+        s = self.state
+        if image_id != s.image_id:
+            return  # a detection of a photo no longer open
+        self.window.banner.dismiss_kinds("detect")
+        people, added = merge_detections(s.people, boxes, scores, s.next_person_id)
+        if not boxes:
+            self.window.show_error(f"No person found: {note}. The photo stays usable: draw a box around each person",
+                                   kind="detect")
+            return
+        skipped = len(boxes) - added
+        more = f"; {skipped} left out (on a box you drew, or past {MAX_PEOPLE} people)" if skipped else ""
+        s.post(f"Detection {note}{more}", "warning" if "capped" in note or "kept the" in note else "info")
+        selected = s.selected if any(p.id == s.selected for p in people) else (people[0].id if people else None)
+        self.window.box_editor.set_people(people, selected)
+
+    def _warn_duplicates(self) -> None:
+        found = near_duplicates(self.state.people)
+        if found:
+            pairs = sorted({tuple(sorted((a, b))) for a, others in found.items() for b in others})
+            said = ", ".join(f"{a} and {b}" for a, b in pairs[:4])
+            self.state.post(f"People {said} have nearly the same box: both are kept (remove one if they are the "
+                            "same person)", "warning")
