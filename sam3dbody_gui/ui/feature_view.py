@@ -63,7 +63,8 @@ class FeatureView(QWidget):
         crop_r, pca_r = self.squares()
         if self.show_crop and self._photo is not None:
             self._draw_crop(p, crop_r, b)
-            self._caption(p, crop_r, "model input (512 × 512 crop)", "model input", "input")
+            who = f"person {b.selected} · " if len(b.people) > 1 else ""
+            self._caption(p, crop_r, f"{who}model input (512 × 512 crop)", f"{who}model input", "input")
         # Nearest neighbour: each backbone patch stays a crisp square.
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(pca_r, self.pca_image)
