@@ -280,3 +280,64 @@ def test_detections_merge_with_drawn_boxes():
     assert near_duplicates(people) == {}
     twin = Person(9, (1.0, 0.0, 101.0, 200.0))
     assert near_duplicates(people + (twin,)) == {1: [9], 9: [1]}
+
+
+# ------------------------------------------------------------------- camera and height ---
+def test_exif_focal_and_a_typed_field_of_view_reach_the_results(qtbot, window, tmp_path):
+    from PIL import Image
+
+    from sam3dbody_gui.ui.people_panel import focal_for_fov
+
+    w = window
+    photo = tmp_path / "exif.jpg"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 50  # FocalLengthIn35mmFilm
+    Image.open(sample_image_path()).convert("RGB").resize((600, 400)).save(photo, exif=exif)
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS) as got:
+        assert w.open_image(photo)
+    result = got.args[0].result
+    assert w.state.camera.source == "exif (35 mm equivalent)"
+    assert result.focal_length == pytest.approx(50 / 36 * 600) and result.camera_source == w.state.camera.source
+    assert "EXIF" in w.panels.people.camera_source.text() or "exif" in w.panels.people.camera_source.text()
+
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS) as got:
+        w.panels.people.fov.setValue(40.0)
+    result = got.args[0].result
+    assert result.focal_length == pytest.approx(focal_for_fov(40.0, (400, 600)))
+    assert result.camera_source == "user" and "typed in" in w.panels.people.camera_source.text()
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS) as got:
+        w.panels.people.fov_reset.click()
+    assert got.args[0].result.focal_length == pytest.approx(50 / 36 * 600)
+
+
+def test_a_known_height_scales_one_person_and_keeps_the_photo_fit(qtbot, window, monkeypatch):
+    w = window
+    bundle = _two_people(qtbot, w)
+    first, second = w.state.people
+    before = bundle.people[second.id].result
+    calls = _count_runs(monkeypatch, w.controller.pipeline)
+    w.state.select(second.id)
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS) as got:
+        w.panels.people.height.setValue(1.5)
+    after = got.args[0]
+    assert calls == [[second.box]] and after.ran == (second.id,)
+    tall = after.people[second.id].result
+    assert tall.metric["height_m"] == pytest.approx(1.5)
+    factor = 1.5 / tall.metric["height_before_m"]
+    assert np.allclose(tall.vertices_camera, before.vertices_camera * factor, rtol=1e-5, atol=1e-6)
+    assert np.abs(tall.project(tall.vertices_camera) - before.project(before.vertices_camera)).max() < 0.01
+    assert w.state.person(second.id).height_m == pytest.approx(1.5)
+    assert after.people[first.id].result is bundle.people[first.id].result
+    assert w.box_editor.undo() and w.state.person(second.id).height_m is None  # an edit like any other
+
+
+def test_the_selected_persons_warnings_are_shown_in_full(qtbot, window):
+    w = window
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS, check_params_cb=lambda b: len(b.people) == 2) as got:
+        assert w.set_box(LEFT)
+        w.state.select(None)
+        assert w.set_box((LEFT[0] + 2, LEFT[1], LEFT[2] + 2, LEFT[3]))  # nearly the same box: a duplicate
+    assert "nearly the same box" in w.state.last_message[0] or any(
+        "same person" in s for p in got.args[0].people.values() for s in p.warnings)
+    text = w.panels.people.warnings.text()
+    assert "may be the same person as person" in text and w.panels.people.warnings.isVisibleTo(w)

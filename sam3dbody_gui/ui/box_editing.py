@@ -64,6 +64,10 @@ class BoxEditor(QObject):
         """Replace the whole list as one step (a detection, "Remove all")."""
         return self._edit(lambda: (self.state.set_people(people, selected), True)[1])
 
+    def edit(self, apply, record: bool = True) -> bool:
+        """Any change of the people (`apply()` → accepted?), checked, recorded and re-run like a box edit."""
+        return self._edit(apply, record)
+
     def _edit(self, apply, record: bool = True) -> bool:
         before = self.state.snapshot()
         if not apply():

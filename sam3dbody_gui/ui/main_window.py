@@ -159,8 +159,10 @@ class MainWindow(QMainWindow):
             return False
         finally:
             QApplication.restoreOverrideCursor()
+        from ..pipeline.photo_camera import photo_camera
+
         self.controller.forget_inference()
-        self.state.set_image(image, path)
+        self.state.set_image(image, path, photo_camera(path, image.shape[:2]))
         self.banner.dismiss_kinds("error", "box", "inference", "export")
         if path.resolve() != sample_image_path().resolve():  # the built-in sample is not the user's photo
             add_recent_file(self.store, path)
@@ -198,6 +200,10 @@ class MainWindow(QMainWindow):
     def detect_people(self) -> bool:
         return self.people.detect()
 
+    def schedule_run(self) -> None:
+        """Run the people whose results are out of date, after the usual short pause."""
+        self._debounce.start()
+
     def box_dialog(self) -> None:
         if self.state.image is None:
             self.state.post("Open a photo first", "warning")
@@ -219,7 +225,8 @@ class MainWindow(QMainWindow):
         mode = "body" if dragging else s.settings.mode
         plan = plan_run(s, mode, dragging, force)
         self.people.status.started(plan)
-        self.controller.request_inference(s.image, plan.runs, s.image_id, mode, plan.kept, plan.order, plan.selected)
+        self.controller.request_inference(s.image, plan.runs, s.image_id, mode, plan.kept, plan.order, plan.selected,
+                                          s.camera)
         if not self.controller.has_model and not self.controller.loading:
             self._show_no_model()
 

@@ -26,6 +26,7 @@ class Person:
     source: str = "user"  # see SOURCES
     score: Optional[float] = None  # the detector's score, when it found this person
     colour: int = 0  # index into the person colours (export/mesh_render.person_colour)
+    height_m: Optional[float] = None  # "this person is H m tall" (None: not known, the model's own size)
 
     def moved(self, box: Box) -> "Person":
         return replace(self, box=box)
@@ -57,9 +58,10 @@ def free_colour(people: Iterable[Person]) -> int:
     return colour
 
 
-def result_key(person: Person, mode: str, prompts: tuple = ()) -> tuple:
-    """What a person's result depends on: a result made with another key is stale."""
-    return (person.box, mode, prompts)
+def result_key(person: Person, mode: str, prompts: tuple = (), camera: tuple = ()) -> tuple:
+    """What a person's result depends on: a result made with another key is stale. `camera`: the
+    photo's intrinsics as a tuple (a new field of view re-runs everyone)."""
+    return (person.box, mode, prompts, person.height_m, camera)
 
 
 def near_duplicates(people: People, threshold: float = 0.7) -> dict[int, list[int]]:

@@ -25,6 +25,9 @@ class PeopleActions(QObject):
         self.detection.found.connect(self._on_found)
         self.detection.failed.connect(lambda text: window.show_error(text, kind="detect"))
         self.detection.busyChanged.connect(self._on_busy)
+        panel.heightEdited.connect(self.set_height)
+        panel.fovEdited.connect(self.set_field_of_view)
+        panel.cameraReset.connect(self.reset_camera)
         window.box_editor.changed.connect(self._warn_duplicates)
         self.state.imageChanged.connect(self.status.forget)
 
@@ -36,6 +39,37 @@ class PeopleActions(QObject):
             return False
         s.post("Detecting people…")
         return self.detection.detect(s.settings, s.image, s.image_id, min_score, min(max_people, MAX_PEOPLE))
+
+    def set_height(self, height_m) -> bool:
+        """The selected person is `height_m` tall (None: not known); re-runs them."""
+        person = self.state.selected_person
+        if person is None:
+            return False
+        return self.window.box_editor.edit(lambda: (self.state.set_height(person.id, height_m), True)[1])
+
+    def set_field_of_view(self, fov_deg: float) -> None:
+        """The photo's camera typed in: the field of view across its longer side; re-runs everyone."""
+        from ..pipeline.photo_camera import PhotoCamera
+        from ..pipeline.preprocess import default_intrinsics
+        from .people_panel import field_of_view_deg, focal_for_fov
+
+        s = self.state
+        if s.image is None or (s.camera is not None and abs(field_of_view_deg(s.camera.intrinsics, s.image_hw)
+                                                             - fov_deg) < 0.05):
+            return
+        k = default_intrinsics(s.image_hw).copy()
+        k[0, 0] = k[1, 1] = focal_for_fov(fov_deg, s.image_hw)
+        s.set_camera(PhotoCamera(k, "user"))
+        s.post(f"Camera: {fov_deg:.1f}° field of view (focal length {k[0, 0]:.0f} px), typed in")
+        self.window.schedule_run()
+
+    def reset_camera(self) -> None:
+        from ..pipeline.photo_camera import photo_camera
+
+        s = self.state
+        if s.image is not None:
+            s.set_camera(photo_camera(s.image_path, s.image_hw))
+            self.window.schedule_run()
 
     def _on_busy(self, busy: bool) -> None:
         panel = self.window.panels.people

@@ -1,7 +1,9 @@
 """The list beside the photo: one row per person (their colour, number, where the box came from,
-their status and warnings), with Detect people / Remove / Remove all. Picking a row selects the
-person on the photo; the photo's selection shows here. A thin view: the window says what each
-person's status is (`status_of`), the state holds who there is."""
+their status and warnings), with Detect people / Remove / Remove all; under it the selected
+person's warnings in full and known height, and the photo's camera (its field of view, where it
+came from: EXIF, the default, or typed in). Picking a row selects the person on the photo; the
+photo's selection shows here. A thin view: the window says what each person's status is
+(`status_of`) and applies the edits, the state holds who there is."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from . import style
 from .photo_view import person_qcolour
@@ -30,10 +33,36 @@ def _swatch(colour: QColor) -> QIcon:
     return QIcon(pixmap)
 
 
+def field_of_view_deg(intrinsics, image_hw) -> float:
+    """The angle the photo's longer side spans (the 35 mm convention's side)."""
+    import math
+
+    return math.degrees(2 * math.atan(max(image_hw) / 2 / float(intrinsics[0, 0])))
+
+
+def focal_for_fov(fov_deg: float, image_hw) -> float:
+    import math
+
+    return max(image_hw) / 2 / math.tan(math.radians(fov_deg) / 2)
+
+
+CAMERA_WORDS = {"default": "the default (no EXIF focal length)", "user": "typed in"}
+
+
+def _set_quietly(spin: QDoubleSpinBox, value: float) -> None:
+    if abs(spin.value() - value) > 1e-9:
+        spin.blockSignals(True)
+        spin.setValue(value)
+        spin.blockSignals(False)
+
+
 class PeoplePanel(QWidget):
     detectClicked = Signal()
     removeClicked = Signal()  # the selected person
     removeAllClicked = Signal()
+    heightEdited = Signal(object)  # the selected person's height in metres, or None (not known)
+    fovEdited = Signal(float)  # the photo's field of view in degrees, typed in
+    cameraReset = Signal()  # back to the photo's own camera (EXIF or the default)
 
     def __init__(self, state: AppState, status_of: Callable[[int], tuple[str, tuple]] = lambda i: ("", ()),
                  parent: QWidget | None = None) -> None:
@@ -58,18 +87,56 @@ class PeoplePanel(QWidget):
         buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addWidget(self.remove)
         buttons.addWidget(self.remove_all)
+        self.warnings = QLabel("")  # the selected person's warnings, in full
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet(f"color: {style.WARNING};")
+        self.warnings.setAccessibleName("Warnings of the selected person")
+        self.height = QDoubleSpinBox()
+        self.height.setRange(0.0, 2.8)
+        self.height.setDecimals(2)
+        self.height.setSingleStep(0.01)
+        self.height.setSuffix(" m")
+        self.height.setSpecialValueText("not known")
+        self.height.setToolTip("This person's standing height: the body and its distance are scaled together, so the "
+                               "mesh stays on the photo (0: not known, the model's own size)")
+        self.fov = QDoubleSpinBox()
+        self.fov.setRange(5.0, 150.0)
+        self.fov.setDecimals(1)
+        self.fov.setSuffix("°")
+        self.fov.setToolTip("The camera's field of view across the photo's longer side (type one in if the photo's "
+                            "EXIF has no focal length)")
+        self.fov_reset = QToolButton()
+        self.fov_reset.setText("↺")
+        self.fov_reset.setToolTip("Back to the photo's own camera (EXIF focal length, or the default)")
+        self.camera_source = QLabel("")
+        self.camera_source.setObjectName("dim")
+        self.camera_source.setWordWrap(True)
+        fov_row = QHBoxLayout()
+        fov_row.setContentsMargins(0, 0, 0, 0)
+        fov_row.addWidget(self.fov, 1)
+        fov_row.addWidget(self.fov_reset)
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Height", self.height)
+        form.addRow("Camera", fov_row)
+        form.addRow("", self.camera_source)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addWidget(self.detect)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.warnings)
         layout.addLayout(buttons)
+        layout.addLayout(form)
         self.setMinimumWidth(150)
+        self.height.valueChanged.connect(lambda v: self.heightEdited.emit(None if v < 0.3 else round(float(v), 3)))
+        self.fov.valueChanged.connect(lambda v: self.fovEdited.emit(float(v)))
+        self.fov_reset.clicked.connect(self.cameraReset)
         self.detect.clicked.connect(self.detectClicked)
         self.remove.clicked.connect(self.removeClicked)
         self.remove_all.clicked.connect(self.removeAllClicked)
         self.list.currentRowChanged.connect(self._row_picked)
-        for signal in (state.boxChanged, state.resultChanged, state.imageChanged):
+        for signal in (state.boxChanged, state.resultChanged, state.imageChanged, state.cameraChanged):
             signal.connect(self.refresh)
         self.refresh()
 
@@ -109,6 +176,19 @@ class PeoplePanel(QWidget):
         self.detect.setEnabled(has_photo)
         self.remove.setEnabled(s.selected is not None)
         self.remove_all.setEnabled(bool(s.people))
+        person = s.selected_person
+        said = self.status_of(person.id)[1] if person is not None else ()
+        self.warnings.setText("\n".join(f"⚠ {w}" for w in said))
+        self.warnings.setVisible(bool(said))
+        self.height.setEnabled(person is not None)
+        _set_quietly(self.height, 0.0 if person is None or person.height_m is None else person.height_m)
+        self.fov.setEnabled(has_photo)
+        self.fov_reset.setEnabled(s.camera is not None and s.camera.source == "user")
+        if s.camera is not None and has_photo:
+            _set_quietly(self.fov, round(field_of_view_deg(s.camera.intrinsics, s.image_hw), 1))
+            self.camera_source.setText(f"from {CAMERA_WORDS.get(s.camera.source, s.camera.source)}")
+        else:
+            self.camera_source.setText("")
 
     def _status_line(self, person_id: int) -> str:
         return self.status_of(person_id)[0]

@@ -16,7 +16,7 @@ from .people import WHOLE_PHOTO, people_to_run, result_key
 
 @dataclass
 class RunPlan:
-    runs: tuple  # (person id, box, result key, colour) of each person to run
+    runs: tuple  # (person id, box, result key, colour) of each person to run (the key holds the height)
     kept: tuple  # PersonShown still good
     order: tuple  # every person's id, in the list's order
     selected: int
@@ -28,8 +28,9 @@ def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> R
     bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
     shown = bundle.people if bundle is not None else {}
     runs, kept = [], []
+    camera = state.camera_key
     for person in people:
-        key = result_key(person, mode)
+        key = result_key(person, mode, camera=camera)
         have = shown.get(person.id)
         still_good = not force and have is not None and (have.key == key or (
             dragging and person.id != state.selected and have.box == person.box))

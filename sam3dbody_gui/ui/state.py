@@ -177,6 +177,7 @@ class ResultBundle:
 class AppState(QObject):
     imageChanged = Signal()
     boxChanged = Signal()  # the people (their boxes, the list) or the selection changed
+    cameraChanged = Signal()  # the photo's camera (a field of view typed in)
     resultChanged = Signal()
     settingsChanged = Signal()
     modelChanged = Signal()
@@ -189,6 +190,7 @@ class AppState(QObject):
         self.image: Optional[np.ndarray] = None  # (H, W, 3) uint8 RGB, never modified in place
         self.image_path: Optional[Path] = None
         self.image_id = 0
+        self.camera = None  # pipeline.photo_camera.PhotoCamera of the photo (EXIF, default or the user's)
         self.people: People = ()  # none: the whole photo is run as one person
         self.selected: Optional[int] = None  # the person the box tools edit
         self._next_id = 1
@@ -207,9 +209,11 @@ class AppState(QObject):
     def image_hw(self) -> Optional[tuple[int, int]]:
         return None if self.image is None else (int(self.image.shape[0]), int(self.image.shape[1]))
 
-    def set_image(self, image: np.ndarray, path: Optional[Path]) -> None:
+    def set_image(self, image: np.ndarray, path: Optional[Path], camera=None) -> None:
+        """A new photo; `camera`: its PhotoCamera (None: upstream's default camera)."""
         self.image = image
         self.image_path = Path(path) if path is not None else None
+        self.camera = camera
         self.image_id += 1
         self.people, self.selected, self._next_id = (), None, 1
         self.box_history.clear()
@@ -217,6 +221,30 @@ class AppState(QObject):
         self.imageChanged.emit()
         self.boxChanged.emit()
         self.resultChanged.emit()
+
+    @property
+    def camera_key(self) -> tuple:
+        """The intrinsics results depend on, as a tuple (empty: the default camera)."""
+        return () if self.camera is None else tuple(float(v) for v in self.camera.intrinsics.ravel())
+
+    @property
+    def intrinsics(self):
+        return None if self.camera is None else self.camera.intrinsics
+
+    def set_camera(self, camera) -> None:
+        self.camera = camera
+        self.cameraChanged.emit()
+
+    def set_height(self, person_id: int, height_m: Optional[float]) -> bool:
+        """Person `person_id` is `height_m` tall (None: not known)."""
+        from dataclasses import replace as changed
+
+        person = self.person(person_id)
+        if person is None or person.height_m == height_m:
+            return False
+        self.set_people(tuple(changed(p, height_m=height_m) if p.id == person_id else p for p in self.people),
+                        self.selected)
+        return True
 
     @property
     def selected_person(self) -> Optional[Person]:

@@ -51,6 +51,7 @@ class Job:
     kept: tuple = ()  # infer: PersonShown of the people whose results are still good
     order: tuple = ()  # infer: every person's id, in the list's order
     selected: int = 0
+    camera: Any = None  # infer: pipeline.photo_camera.PhotoCamera (None: the default camera)
     image_id: int = 0
     mode: str = "body"  # infer: "body" or "full" (hand refinement)
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -153,13 +154,26 @@ class JobRunner:
         shown = {p.person_id: p for p in job.kept}
         timings: dict = {}
         if job.runs:
-            results = job.pipeline.run_people(job.image, [box for _, box, _, _ in job.runs], None, mode=job.mode)
+            intrinsics = None if job.camera is None else job.camera.intrinsics
+            results = job.pipeline.run_people(job.image, [box for _, box, _, _ in job.runs], intrinsics, mode=job.mode)
             timings = dict(results[0].timings_ms)
             for (person_id, _box, key, colour), result in zip(job.runs, results):
+                result = _finished(job.pipeline, result, job.camera, height_m=key[3])
                 shown[person_id] = person_shown(person_id, key, colour, result, timings.get("total", 0.0))
         people = [shown[i] for i in job.order if i in shown]
         return make_bundle(job.id, people, job.image_id, job.submitted_at, ran=tuple(r[0] for r in job.runs),
                            timings_ms=timings, selected=job.selected)
+
+
+def _finished(pipeline, result, camera, height_m):
+    """A person's result as the window shows it: the camera's source noted, a known height applied."""
+    if camera is not None:
+        result.camera_source = camera.source
+    if height_m is not None:
+        from ..pipeline.metric_scale import rest_height_m, scale_to_height
+
+        result = scale_to_height(result, height_m, rest_height_m(pipeline.model, result))
+    return result
 
 
 class _ProgressRelay(QObject):
@@ -225,14 +239,14 @@ class InferenceController(QObject):
         self._emit_busy()
 
     def request_inference(self, image: np.ndarray, runs, image_id: int, mode: str = "body", kept=(),
-                          order=None, selected: int = 0) -> int:
+                          order=None, selected: int = 0, camera=None) -> int:
         """Run `runs` ((person id, box, result key, colour) each) on the photo and show them with the
         `kept` results (PersonShown) in `order` (default: kept, then runs)."""
         runs, kept = tuple(runs), tuple(kept)
         if order is None:
             order = tuple(p.person_id for p in kept) + tuple(r[0] for r in runs)
         job = Job(next(self._ids), "infer", image=image, runs=runs, kept=kept, order=tuple(order),
-                  selected=selected, image_id=image_id, mode=mode)
+                  selected=selected, camera=camera, image_id=image_id, mode=mode)
         if self.pending_infer is not None:
             self.superseded += 1
         self.pending_infer = job
