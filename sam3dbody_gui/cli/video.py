@@ -75,10 +75,6 @@ def add_video_parser(subparsers) -> None:
 
 
 def _check_args(args) -> None:
-    from ..export.animated_gltf import check_animated_suffix
-    from ..export.frames_jsonl import check_jsonl_suffix
-    from ..export.video_overlay import check_overlay_video_suffix
-
     if args.detect and args.bbox:
         raise UserError("give either --bbox boxes or --detect, not both")
     if not args.detect and not args.bbox:
@@ -87,35 +83,14 @@ def _check_args(args) -> None:
         raise UserError("nothing to write: give --out anim.glb and/or --bvh, --json, --overlay-video")
     if not 0.0 <= args.smooth <= 1.0:
         raise UserError(f"--smooth goes from 0 (off) to 1 (strong), got {args.smooth:g}")
-    if args.out:
-        check_animated_suffix(args.out)
-    if args.bvh and args.bvh.suffix.lower() != ".bvh":
-        raise UserError(f"--bvh: name the file .bvh, not {args.bvh.suffix or 'no extension'}")
-    if args.json:
-        check_jsonl_suffix(args.json)
-    if args.overlay_video:
-        check_overlay_video_suffix(args.overlay_video)
+    _request(args).check_suffixes()
 
 
-def _outputs(args):
-    from ..export.output_set import Output
+def _request(args):
+    from ..export.clip_outputs import ClipOutputs
 
-    named = ((args.out, "animation"), (args.bvh, "BVH"), (args.json, "per-frame parameters"),
-             (args.overlay_video, "overlay video"))
-    return [Output(path, what) for path, what in named if path]
-
-
-def _model_settings(model_dir: Path, pipe, args) -> dict:
-    """What the work file's frames depend on, of the model and its runtime."""
-    from ..model.model_folder import find_model_files
-
-    files = find_model_files(model_dir)
-    stamp = []
-    for f in (files.checkpoint, files.config, files.mhr_rig):
-        st = f.stat()
-        stamp.append([f.name, st.st_size, st.st_mtime_ns])
-    return {"folder": str(Path(model_dir).resolve()), "files": stamp, "backbone": pipe.backbone.info.label(),
-            "decoder": pipe.decoder_label, "device": str(pipe.device), "precision": args.precision}
+    return ClipOutputs(animation=args.out, bvh=args.bvh, jsonl=args.json, overlay_video=args.overlay_video,
+                       correctives=args.correctives)
 
 
 def _printer(what: str):
@@ -135,6 +110,7 @@ def cmd_video(args) -> None:
     from ..video.clip_processor import ClipOptions, ClipProcessor, pass_settings
     from ..video.reader import VideoReader
     from ..video.tracking import IdFixes, parse_ids, parse_merges, parse_swaps
+    from ..video.work_settings import model_settings
     from .infer import model_dir_from, with_oom_message
 
     _check_args(args)
@@ -145,7 +121,7 @@ def cmd_video(args) -> None:
     options.check(with_detector=args.detect)
     clip = Output(args.clip, "input clip")
     replace = not args.no_clobber
-    check_outputs(_outputs(args), inputs=[clip], replace=replace)
+    check_outputs(_request(args).outputs(), inputs=[clip], replace=replace)
     model_dir = model_dir_from(args.model)
     reader = VideoReader(args.clip)
     with reader:
@@ -158,7 +134,8 @@ def cmd_video(args) -> None:
         pipe = with_oom_message(lambda: build_pipeline(model_dir, args.device, args.precision, backend=args.backend,
                                                        backbone_file=args.backbone_file, progress=print))
         print(f"model: {model_dir} ({pipe.loaded.report.summary()}); backbone: {pipe.backbone.info.label()}")
-        work = _open_work(args, pass_settings(options, _model_settings(model_dir, pipe, args), detector_settings))
+        settings = pass_settings(options, model_settings(model_dir, pipe, args.precision), detector_settings)
+        work = _open_work(args, settings)
         processor = ClipProcessor(pipe, reader, options, work, detector)
         if len(work):
             print(f"resuming: {len(work)} frames done earlier ({work.path})")
@@ -177,6 +154,7 @@ def _detector(args):
     from ..device import resolve_device
     from ..hub_detector import find_installed_detector
     from ..model.detector import load_detector
+    from ..video.work_settings import detector_settings
 
     folder = args.detector or find_installed_detector()
     if folder is None:
@@ -185,26 +163,22 @@ def _detector(args):
     detector = load_detector(folder, device=resolve_device(args.device))
     note = "; a synthetic detector with random weights" if detector.synthetic else ""
     print(f"detector: {folder}{note}")
-    return detector, {"folder": str(Path(folder).resolve())}
+    return detector, detector_settings(folder)
 
 
 def _open_work(args, settings: dict):
-    from ..app_paths import cache_dir
     from ..video.work_file import WorkFile
+    from ..video.work_settings import default_work_dir
 
-    work = WorkFile.open(args.work_dir or cache_dir("video-work"), args.clip, settings, fresh=args.fresh)
+    work = WorkFile.open(args.work_dir or default_work_dir(), args.clip, settings, fresh=args.fresh)
     if work.dropped_tail:
         print("the last frame of the earlier run was cut short: it is done again")
     return work
 
 
 def _finish(args, pipe, info, done, fixes, work, replace, clip) -> None:
-    from ..export.animated_gltf import animated_glb_bytes, animated_people
-    from ..export.bvh import bvh_text
-    from ..export.frames_jsonl import write_frames_jsonl
+    from ..export.clip_outputs import clip_header, clip_writers
     from ..export.output_set import publish
-    from ..export.video_overlay import write_overlay_video
-    from ..model.rig_fit import rig_skeleton
     from ..video.motion import clip_motion
 
     if not done.complete:
@@ -220,36 +194,16 @@ def _finish(args, pipe, info, done, fixes, work, replace, clip) -> None:
     motion = clip_motion(done.records, pipe.model, info.size_hw, info.fps, strength=args.smooth,
                          identity=args.identity, fixes=fixes, intrinsics=intrinsics,
                          backend=pipe.backbone.info.label())
-    if not motion.people:
-        raise UserError("nobody was recovered in the clip (every person was lost or not kept); nothing written")
-    writers = []
-    animated = None
-    if args.out or args.bvh:
-        skeleton = rig_skeleton(pipe.model.mhr)
-        tracks = [(f"person_{pid}", p.frames, p.results) for pid, p in motion.people.items()]
-        # The BVH needs only the joints: no morph targets when there is no glTF to hold them.
-        animated = animated_people(motion.frames, tracks, skeleton, pipe.model.mhr,
-                                   correctives=args.correctives if args.out else "none",
-                                   progress=_printer("rigging person-frames"))
-        times = [motion.times[f] for f in motion.frames]
-    if args.out:
-        writers.append((_output(args.out, "animation"),
-                        lambda tmp: tmp.write_bytes(animated_glb_bytes(animated, times))))
-    if args.bvh:
-        first = min(motion.people)
-        text = bvh_text(skeleton, animated[0].world, fps=info.fps)
-        writers.append((_output(args.bvh, "BVH"), lambda tmp: tmp.write_text(text, encoding="utf-8")))
-        if len(motion.people) > 1:
-            print(f"BVH: id {first} (of {len(motion.people)}; choose another with --keep-ids)")
-    if args.json:
-        header = {"clip": Path(args.clip).name, "fps": info.fps, "image_size_hw": list(info.size_hw),
-                  "smooth": args.smooth, "identity": args.identity}
-        writers.append((_output(args.json, "per-frame parameters"),
-                        lambda tmp: write_frames_jsonl(tmp, motion, header)))
-    if args.overlay_video:
-        writers.append((_output(args.overlay_video, "overlay video"),
-                        lambda tmp: write_overlay_video(tmp, args.clip, motion, args.max_frames,
-                                                        progress=_printer("overlay frames"))))
+    printers = {}
+
+    def progress(what: str, n: int, total: int) -> None:
+        printers.setdefault(what, _printer(what))(n, total)
+
+    header = clip_header(args.clip, info.fps, info.size_hw, args.smooth, args.identity)
+    writers = clip_writers(_request(args), motion, pipe.model, args.clip, info.fps, header, stop=args.max_frames,
+                           progress=progress)
+    if args.bvh and len(motion.people) > 1:
+        print(f"BVH: id {min(motion.people)} (of {len(motion.people)}; choose another with --keep-ids)")
     publish(writers, inputs=[clip], replace=replace)
     print(f"frames: {len(motion.frames)} decoded, {len(motion.skipped)} skipped; people: "
           + ", ".join(f"id {pid} ({len(p.frames)} frames)" for pid, p in motion.people.items()))
@@ -267,9 +221,3 @@ def _finish(args, pipe, info, done, fixes, work, replace, clip) -> None:
 
 def _mm(value: float) -> str:
     return "n/a (under 3 frames in a row)" if value != value else f"{value:.2f}"
-
-
-def _output(path: Path, what: str):
-    from ..export.output_set import Output
-
-    return Output(path, what)
