@@ -49,6 +49,10 @@ FILE_MENU = ("&File", (
     Submenu("recent_menu", "Open &recent"),  # filled each time it opens
     ActionSpec("act_sample", "Open &sample photo", "open_sample", shortcut="Ctrl+Shift+O",
                tip="The built-in public-domain photo", icon_text="Sample"),
+    ActionSpec("act_open_video", "Open &video…", "video.open_dialog", shortcut="Ctrl+Alt+O",
+               tip="Open a clip (mp4, mov, mkv, webm): track its people, smooth their motion, export the animation",
+               icon_text="Video…"),
+    ActionSpec("act_close_video", "&Close video", "video.close", tip="Back to the photo"),
     SEPARATOR,
     ActionSpec("act_export_mesh", "&Export mesh…", "exports.export_mesh_dialog", shortcut="Ctrl+E",
                tip="Save the mesh as OBJ, PLY or GLB", icon_text="Export mesh…"),
@@ -125,7 +129,7 @@ HELP_MENU = ("&Help", (
 ))
 
 MENUS = (FILE_MENU, BOX_MENU, VIEW_MENU, MODEL_MENU, HELP_MENU)
-TOOLBAR = ("act_open", "act_sample", SEPARATOR, "act_run", "act_detect", SEPARATOR, "act_export_mesh", SEPARATOR,
+TOOLBAR = ("act_open", "act_sample", "act_open_video", SEPARATOR, "act_run", "act_detect", SEPARATOR, "act_export_mesh", SEPARATOR,
            "act_settings")
 NEEDS_PHOTO = ("act_whole", "act_box", "act_detect", "act_remove_person")  # Run stays enabled: it says what it lacks (a photo, a model)
 NEEDS_RESULT = ("act_export_mesh", "act_export_overlay", "act_export_pca", "act_export_view", "act_export_json",

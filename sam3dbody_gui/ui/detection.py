@@ -45,7 +45,8 @@ class _Detector:
         self._detector = None
         self._lock = threading.Lock()
 
-    def detect(self, folder: Path, device: str, image: np.ndarray, min_score: float, max_people: int):
+    def loaded(self, folder: Path, device: str):
+        """The detector of `folder` (made first for the demo detector), loaded once."""
         from ..device import resolve_device
         from ..model.detector import load_detector
         from ..synthetic.detector import make_synthetic_detector
@@ -58,9 +59,14 @@ class _Detector:
             key = (str(folder), device)
             if key != self._key:
                 self._detector, self._key = load_detector(folder, device=resolve_device(device)), key
-            found = self._detector.detect(image, min_score=min_score, max_people=max_people)
+            return self._detector
+
+    def detect(self, folder: Path, device: str, image: np.ndarray, min_score: float, max_people: int):
+        detector = self.loaded(folder, device)
+        with self._lock:
+            found = detector.detect(image, min_score=min_score, max_people=max_people)
             note = found.message()
-            if self._detector.synthetic:
+            if detector.synthetic:
                 note += " (demo detector: random weights, its boxes are not anyone's)"
             return [tuple(p.box_xyxy) for p in found.people], [float(p.score) for p in found.people], note
 
@@ -79,6 +85,19 @@ class PersonDetection(QObject):
     @property
     def busy(self) -> bool:
         return self._running
+
+    def loaded_detector(self, settings: Settings):
+        """The detector for a clip's pass (loaded here, once: a second), or None without one."""
+        folder, _why = detector_folder(settings)
+        if folder is None:
+            return None
+        try:
+            return self._detector.loaded(folder, settings.device)
+        except Exception as exc:  # noqa: BLE001 - a broken detector folder: say so, the pass uses boxes
+            from .worker import describe_error
+
+            self.failed.emit(f"The person detector did not load: {describe_error(exc)[0]}")
+            return None
 
     def detect(self, settings: Settings, image: np.ndarray, image_id: int, min_score: float = 0.5,
                max_people: int = 20) -> bool:

@@ -40,6 +40,7 @@ from .news_banner import NewsBanner, print_problem
 from .panel_grid import PanelGrid
 from .people_actions import PeopleActions
 from .people_runs import describe_done, plan_run
+from .video_mode import VideoMode, is_video
 from .photo_files import ask_photo, fill_recent_menu, local_files
 from .settings_store import add_recent_file, default_qsettings, load_settings
 from .state import AppState, Box, ResultBundle, Settings
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self._align_timer.timeout.connect(self.panels.align_columns)
         self.box_editor = BoxEditor(self.state, self.photo, self)
         self.people = PeopleActions(self)
+        self.video = VideoMode(self)
         self.exports = e = ExportActions(self, self.state, self.store, self.mesh, self.show_error, self._rig)
         self.export_mesh, self.export_json = e.export_mesh, e.export_json  # File ▸ Export, as scripts call it
         self.export_overlay_png, self.export_pca_png, self.export_view_png = \
@@ -144,10 +146,15 @@ class MainWindow(QMainWindow):
             self.open_image(path)
 
     def open_image(self, path: Path, box: Optional[Box] = None) -> bool:
-        """Load a photo (quick, on the UI thread); then run on it. False, with a message, if unreadable."""
+        """Load a photo (quick, on the UI thread); then run on it. False, with a message, if unreadable.
+        A video goes to the video panel."""
         from ..pipeline.image_io import load_image
 
         path = Path(path)
+        if is_video(path):
+            return self.video.open(path)
+        if self.video.active:
+            self.video.close()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             image = load_image(path)
@@ -405,6 +412,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev: QCloseEvent) -> None:
         self.save_window_state()
         self.load_progress.close()
+        self.video.shutdown()
         self.controller.shutdown(timeout_ms=3000)
         super().closeEvent(ev)
 

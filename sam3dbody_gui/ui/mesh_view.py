@@ -198,20 +198,41 @@ class MeshView(QWidget):
             self.camera_item.setVisible(False)
             self._set_message("The 3-D mesh appears after the first run")
 
+    def show_state(self) -> None:
+        """The photo's result again (after a clip was shown)."""
+        if self.state.bundle is not None:
+            self._on_result()
+        else:
+            self._on_image()
+
+    def show_people(self, people) -> None:
+        """Meshes not from the photo (a clip's frame): [(colour index, MeshResult)], placed as the
+        photo's people are (render.display_people)."""
+        from .render import display_people
+
+        if not people:
+            self.mesh_item.setVisible(False)
+            self.camera_item.setVisible(False)
+            return
+        self._show(*display_people([(colour, result) for colour, result in people]))
+
     def _on_result(self) -> None:
         b = self.state.bundle
         if b is None:
             return
-        md = _MeshData(b.display_vertices, b.faces, b.display_normals, b.display_colours)
+        self._show(b.display_vertices, b.faces, b.display_normals, b.display_colours, b.extent, b.camera_position)
+
+    def _show(self, vertices, faces, normals, colours, extent, camera_position) -> None:
+        md = _MeshData(vertices, faces, normals, colours)
         self.mesh_item.setMeshData(meshdata=md)
         self.mesh_item.setVisible(True)
-        self.camera_item.setData(pos=camera_lines(b.camera_position, size=CAMERA_SIZE_M))
+        self.camera_item.setData(pos=camera_lines(camera_position, size=CAMERA_SIZE_M))
         self.camera_item.setVisible(True)
-        self.num_vertices = int(b.display_vertices.shape[0])
-        self.extent = b.extent
+        self.num_vertices = int(vertices.shape[0])
+        self.extent = extent
         # The floor sits under the feet (the mesh is centred on its bounding box).
         self.grid.resetTransform()
-        self.grid.translate(0, 0, -float(b.extent[2]) / 2)
+        self.grid.translate(0, 0, -float(extent[2]) / 2)
         if self.view.isValid() or not self._message.text().startswith("The 3-D view needs"):
             self._set_message("")
         self.hint.setVisible(True)

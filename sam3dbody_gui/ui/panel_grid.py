@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtWidgets import QCheckBox, QLabel, QSlider, QSplitter, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QSlider, QSplitter, QStackedWidget, QWidget
 
 from .feature_view import FeatureView
 from .latency_view import LatencyView
@@ -58,7 +58,9 @@ class PanelGrid(QSplitter):
         self.photo_split.setStretchFactor(1, 0)
         self.photo_split.setChildrenCollapsible(True)
         self.photo_split.setSizes([800, 190])
-        self.photo_panel = Panel("Photo", self.photo_split, "drag to add a person's box · click one to select it")
+        self.photo_stack = QStackedWidget()  # the photo, or a clip's video panel (video_mode.py)
+        self.photo_stack.addWidget(self.photo_split)
+        self.photo_panel = Panel("Photo", self.photo_stack, "drag to add a person's box · click one to select it")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setFixedWidth(110)

@@ -40,6 +40,28 @@ def compose_overlay(image: np.ndarray, bundle: ResultBundle, opacity: float, sho
                           colours=[p.colour for p in bundle.people.values()])
 
 
+def display_people(people) -> tuple:
+    """[(colour index, MeshResult)] → one mesh for the 3-D view: every person in the camera frame
+    made Z up, centred on the group's bounding box, coloured per vertex. Returns (vertices,
+    faces, normals, colours (V, 4), extent, the camera's position in the same frame)."""
+    verts, faces, colours, offset = [], [], [], 0
+    for colour, result in people:
+        v = camera_to_display(result.vertices_camera)
+        verts.append(v)
+        faces.append(np.asarray(result.faces, dtype=np.int64) + offset)
+        rgba = np.append(person_colour(colour) / 255.0, 1.0).astype(np.float32)
+        colours.append(np.broadcast_to(rgba, (len(v), 4)))
+        offset += len(v)
+    verts_all = np.concatenate(verts)
+    lo, hi = verts_all.min(0), verts_all.max(0)
+    centre = (lo + hi) / 2
+    verts_all = np.ascontiguousarray(verts_all - centre, dtype=np.float32)
+    faces_all = np.ascontiguousarray(np.concatenate(faces), dtype=np.uint32)
+    return (verts_all, faces_all, vertex_normals(verts_all, faces_all),
+            np.ascontiguousarray(np.concatenate(colours), dtype=np.float32), (hi - lo).astype(np.float32),
+            (-centre).astype(np.float32))
+
+
 def person_shown(person_id: int, key: tuple, colour: int, result, ran_ms: float) -> PersonShown:
     return PersonShown(person_id, key, result, colour, feature_pca_rgb(result.features), ran_ms)
 
@@ -57,25 +79,11 @@ def make_bundle(request_id: int, people: list[PersonShown], image_id: int, submi
     for p, w in zip(people, said):
         p.result.warnings = list(w)  # saved in the JSON, as `infer` saves them
     layer, scale = render_people_layer(results, max_side=MAX_LAYER_SIDE, colours=[p.colour for p in people])
-    verts, faces, colours, offset = [], [], [], 0
-    for p in people:
-        v = camera_to_display(p.result.vertices_camera)
-        verts.append(v)
-        faces.append(np.asarray(p.result.faces, dtype=np.int64) + offset)
-        rgba = np.append(person_colour(p.colour) / 255.0, 1.0).astype(np.float32)
-        colours.append(np.broadcast_to(rgba, (len(v), 4)))
-        offset += len(v)
-    verts_all = np.concatenate(verts)
-    lo, hi = verts_all.min(0), verts_all.max(0)
-    centre = (lo + hi) / 2
-    verts_all = np.ascontiguousarray(verts_all - centre, dtype=np.float32)
-    faces_all = np.ascontiguousarray(np.concatenate(faces), dtype=np.uint32)
-    normals = vertex_normals(verts_all, faces_all)
+    verts_all, faces_all, normals, colours, extent, camera = display_people([(p.colour, p.result) for p in people])
     return ResultBundle(
         request_id=request_id, people={p.person_id: p for p in people}, image_id=image_id,
         mesh_layer=layer, layer_scale=scale, display_vertices=verts_all, display_normals=normals,
-        display_colours=np.ascontiguousarray(np.concatenate(colours), dtype=np.float32), faces=faces_all,
-        extent=(hi - lo).astype(np.float32), camera_position=(-centre).astype(np.float32),
+        display_colours=colours, faces=faces_all, extent=extent, camera_position=camera,
         ran=tuple(ran), selected=selected if any(p.person_id == selected for p in people) else people[0].person_id,
         timings_ms=dict(timings_ms or {}), postprocess_ms=(time.perf_counter() - t0) * 1e3, submitted_at=submitted_at,
     )
