@@ -75,6 +75,7 @@ class PanelGrid(QSplitter):
         self.photo_panel.add_tool(self.opacity)
         self.photo_panel.add_tool(self.keypoints_box)
         self.whole_button = self.photo_panel.add_tool(tool_button("Whole image", "Remove every box: use the whole photo"))
+        self.photo_tools = (opacity_label, self.opacity, self.keypoints_box, self.whole_button)  # the photo's alone
 
         self.feature_panel = Panel("Features", self.features, "what the backbone sees")
         self.mesh_panel = Panel("3-D mesh", self.mesh, "drag to orbit")

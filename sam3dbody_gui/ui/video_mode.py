@@ -56,6 +56,8 @@ class VideoMode(QObject):
     def show(self) -> None:
         w = self.window
         w.panels.photo_stack.setCurrentWidget(self.panel)
+        for tool in w.panels.photo_tools:  # the panel has its own (keypoints); these act on the photo
+            tool.setVisible(False)
         w.panels.photo_panel.title.setText("Video")
         w.panels.photo_panel.subtitle.set_variants("process the clip, then play it · Space: play")
         self.panel.setFocus()
@@ -66,6 +68,8 @@ class VideoMode(QObject):
         if self.panel is not None:
             self.panel.close_clip()
         w.panels.photo_stack.setCurrentIndex(0)
+        for tool in w.panels.photo_tools:
+            tool.setVisible(True)
         w.panels.photo_panel.title.setText("Photo")
         w.panels.photo_panel.subtitle.set_variants("drag to add a person's box · click one to select it")
         w.mesh.show_state()
