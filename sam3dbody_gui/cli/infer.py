@@ -102,7 +102,9 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     from ..pipeline.image_io import load_photo
     from ..pipeline.pipeline import build_pipeline
     from ..pipeline.preprocess import intrinsics_from
+    from .keypoint_args import parse_keypoint_args, prompts_per_person
 
+    keypoints = parse_keypoint_args(getattr(args, "keypoint", None))  # unknown names: before any work
     boxes = list(boxes) if boxes else [None]
     cap = getattr(args, "max_people", None)
     if cap is not None and len(boxes) > cap:  # 200 boxes: a run of minutes and a huge scene, say so
@@ -133,14 +135,26 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     if heights and len(heights) not in (1, len(boxes)):
         raise UserError(f"give one --height for everyone or one per person ({len(boxes)}), not {len(heights)}")
     mode = getattr(args, "mode", "body")
-    crop_size = load_model_config(find_model_files(model_dir).config).crop_size
+    config = load_model_config(find_model_files(model_dir).config)
+    crop_size = config.crop_size
+    prompts = prompts_per_person(keypoints, len(boxes))
+    if prompts is not None:  # the model's limit and each person's crop, before the model loads
+        from ..pipeline.preprocess import crop_geometry
+        from ..pipeline.prompted_decode import person_prompts
+
+        person_prompts(prompts, [crop_geometry(b, photo.size_hw, crop_size=crop_size) for b in boxes],
+                       config.max_num_clicks)
     pixels = _pixels_for_people(photo, boxes, crop_size, mode)
 
     pipeline = with_oom_message(lambda: build_pipeline(
         model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print))
     print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
     print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
-    results = with_oom_message(lambda: pipeline.run_people(pixels, boxes, k, mode=mode))
+    results = with_oom_message(lambda: pipeline.run_people(pixels, boxes, k, mode=mode, prompts=prompts))
+    for i, said in enumerate(prompts or []):
+        if said:
+            print(f"keypoint prompts{'' if len(boxes) == 1 else f' (person {i})'}: "
+                  + ", ".join(f"{q.name} at ({q.x:g}, {q.y:g})" for q in said))
     del pixels  # a large photo's crop pixels are not needed any more
     results = _finish_people(pipeline, results, camera.source, heights)
     # A large photo's pictures are drawn on its display copy: the full-size picture is never in memory.

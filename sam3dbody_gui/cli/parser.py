@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=float, action="append", metavar="M",
                    help="the person is M metres tall: body and distance scaled together (the photo is unchanged); "
                         "once for everyone or once per person")
+    p.add_argument("--keypoint", nargs=3, action="append", metavar=("NAME", "X", "Y"),
+                   help="a keypoint prompt: this MHR70 keypoint (upstream's names, e.g. left_wrist) is at pixel "
+                        "X Y of the photo; the decoder runs again with it. Repeatable (the model takes at most "
+                        "PROMPT_ENCODER.MAX_NUM_CLICKS per person, 2 in the released config); with several "
+                        "people, PERSON:NAME says whose (0-based, e.g. 1:left_wrist)")
     p.add_argument("--out", type=Path, help=f"mesh file ({', '.join(MESH_SUFFIXES)}); with several people "
                                             "a scene with one object each (.glb, .obj, .ply)")
     p.add_argument("--out-dir", type=Path, help="also one mesh file per person in this folder (person_0.obj, …)")

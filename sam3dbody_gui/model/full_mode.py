@@ -189,20 +189,29 @@ def wrist_elbow_prompts(body: dict, hands: dict, cam: CropCamera, image_width: i
 
 
 def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera,
-                prompts: torch.Tensor, accepted: torch.Tensor) -> tuple[dict | None, torch.Tensor]:
+                prompts: torch.Tensor, accepted: torch.Tensor,
+                user_prompts: torch.Tensor | None = None) -> tuple[dict | None, torch.Tensor]:
     """The body decoder from the body estimate, prompted with the prompts whose hand was accepted
     and which lie in the crop. Returns (the pass or None when no prompt is left, prompts used (B,)).
 
     One person (upstream's rule): only points strictly inside the crop count, the others are
     dropped (a host decision, as upstream's). Several persons: points on the crop's edge count
-    too, and the others become 'invalid' points, so the shape stays fixed."""
+    too, and the others become 'invalid' points, so the shape stays fixed.
+
+    `user_prompts` (B, P, 3), [0, 1] crop coordinates + MHR70 index (LABEL_INVALID pads): the
+    user's keypoints, sent in the same pass (upstream has no user prompts in full mode; this is
+    its re-run with the user's points added). A keypoint the user placed is not also prompted
+    from the hand or the elbow estimate: the user's place wins."""
     crop, hand_ok = prompts[..., :2], accepted[:, list(PROMPT_HAND)]
+    if user_prompts is not None:
+        user_prompts = user_prompts.to(prompts)
+        hand_ok = hand_ok & ~(prompts[..., 2:3] == user_prompts[:, None, :, 2]).any(dim=-1)
     coords = (crop + 0.5).clamp(0.0, 1.0)  # [0, 1] crop coordinates, as the prompt encoder takes
     prompt = torch.cat([coords, prompts[..., 2:]], dim=-1)
     if prompt.shape[0] == 1:
         usable = ((crop > -0.5) & (crop < 0.5)).all(dim=-1) & hand_ok
         keep = torch.nonzero(usable[0]).flatten().tolist()
-        if not keep:
+        if not keep and user_prompts is None:
             return None, usable.sum(dim=1)
         prompt = prompt[:, keep]
     else:
@@ -210,6 +219,8 @@ def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: 
         invalid = torch.zeros_like(prompt)
         invalid[..., 2] = LABEL_INVALID
         prompt = torch.where(usable[..., None], prompt, invalid)
+    if user_prompts is not None:
+        prompt = torch.cat([prompt, user_prompts.to(prompt)], dim=1)
     prev = torch.cat([body["pred_pose_raw"], body["shape"], body["scale"], body["hand"], body["face"],
                       body["pred_cam"]], dim=1)
     feats = model.prompt_encoder.add_no_mask(body_features.to(model.decoder_dtype))
@@ -219,16 +230,18 @@ def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: 
 def refine_body(
     model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera, hands: dict,
     hand_cams: CropCamera, image_width: int, checks: HandChecks = HandChecks(),
+    user_prompts: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Steps 4-5: `body` (the body pass), `body_features` (its backbone features), `hands` from
     `decode_hands` on crops described by `hand_cams`. Returns the refined body, in the body
     pass's keys, plus per hand (B, 2): `hand_checks_*` (each check), `hand_passed_checks`, `hand_used`
     (replaced the body's hand), the measured `hand_wrist_angle`, `hand_wrist_distance`,
-    `hand_keypoint_extent`; and per person (B,): `hand_prompts_used`, `body_rerun`."""
+    `hand_keypoint_extent`; and per person (B,): `hand_prompts_used`, `body_rerun`.
+    `user_prompts`: the user's keypoint prompts, added to the re-run (see `_rerun_body`)."""
     masks = hand_check_masks(model, body, hands, hand_cams, image_width, checks)
     accepted = masks["accepted"]
     prompts = wrist_elbow_prompts(body, hands, cam, image_width)
-    rerun, prompts_used = _rerun_body(model, body, body_features, cam, prompts, accepted)
+    rerun, prompts_used = _rerun_body(model, body, body_features, cam, prompts, accepted, user_prompts)
     cur = dict(body) if rerun is None else rerun
     n = accepted.shape[0]
     left = {k: v[:n] for k, v in hands.items()}

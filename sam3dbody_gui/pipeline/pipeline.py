@@ -27,7 +27,10 @@ from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
 from ..runtime.backbones.base import BackboneBackend
 from ..runtime.backbones.pytorch_backend import PRECISION_NAMES
+from ..runtime.decoders.prompted_graph import LazyPromptedDecoder
 from .device_crop import DeviceCropper
+from .keypoint_prompts import KeypointPrompt
+from .prompted_decode import QUERY_STATE, apply_prompts, hand_state, person_prompts, query_estimate
 from .preprocess import crop_geometry, default_intrinsics, normalize_crop, warp_crop
 from .result import HAND_CHECK_NAMES, MODES, HandChecksPassed, HandMeasurements, HandRefinement, MeshResult
 
@@ -67,6 +70,9 @@ class Pipeline:
 
             hand_decoder = LazyHandDecoder(self.model, self.config.crop_size, loaded.device, graph=False)
         self.hand_decoder = hand_decoder
+        # Keypoint prompts (prompted_decode.py): a CUDA graph per prompt count where the body pass is one.
+        self.prompted_decoder = LazyPromptedDecoder(self.model, self.config.crop_size, loaded.device,
+                                                    graph=decoder is not None)
         self.device = loaded.device
         self.faces = self.model.head_pose.faces.cpu().numpy()
         if cropper is None and self.device.type == "cuda":  # crops made on the GPU from a photo uploaded once
@@ -86,13 +92,16 @@ class Pipeline:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _crop(self, image: np.ndarray, geom, mirrored: bool = False) -> torch.Tensor:
-        """The normalised backbone crop (1, C, S, S) `geom` describes, of the photo or
-        (`mirrored`) of the photo flipped left-right, on the compute device."""
+    def _crop(self, image: np.ndarray, geom, mirrored: bool | Sequence[bool] = False) -> torch.Tensor:
+        """The normalised backbone crops (n, C, S, S) on the compute device: of one geometry
+        (n = 1) or of a list of them (one crop each, all made in one batch on a GPU), each of the
+        photo or (`mirrored`: one flag, or one per geometry) of the photo flipped left-right."""
+        geoms = list(geom) if isinstance(geom, (list, tuple)) else [geom]
+        flips = [bool(mirrored)] * len(geoms) if isinstance(mirrored, (bool, np.bool_)) else list(mirrored)
         if self.cropper is not None:
-            return self.cropper(image, geom, mirrored)
-        crop = warp_crop(image[:, ::-1] if mirrored else image, geom)
-        return normalize_crop(crop, self.config.image_mean, self.config.image_std).to(self.device)
+            return self.cropper.crops(image, geoms, flips)
+        return torch.cat([normalize_crop(warp_crop(image[:, ::-1] if flip else image, g), self.config.image_mean,
+                                         self.config.image_std) for g, flip in zip(geoms, flips)]).to(self.device)
 
     def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
         """All results in one device→host copy (into a reused pinned buffer on CUDA): one copy
@@ -141,9 +150,10 @@ class Pipeline:
         intrinsics: np.ndarray | None = None,
         mode: str = "body",
         hand_checks: HandChecks | None = None,
+        prompts: Sequence[KeypointPrompt] | None = None,
     ) -> MeshResult:
         """One person: `run_people` with one box (None = the whole image)."""
-        return self.run_people(image, [box_xyxy], intrinsics, mode, hand_checks)[0]
+        return self.run_people(image, [box_xyxy], intrinsics, mode, hand_checks, [prompts or []])[0]
 
     @torch.inference_mode()
     def run_people(
@@ -153,6 +163,7 @@ class Pipeline:
         intrinsics: np.ndarray | None = None,
         mode: str = "body",
         hand_checks: HandChecks | None = None,
+        prompts: Sequence[Sequence[KeypointPrompt]] | None = None,
     ) -> list[MeshResult]:
         """Every person of a photo in one batch. `image`: (H, W, 3) uint8 RGB (read-only).
         `boxes_xyxy`: one box per person (None = the whole image). `intrinsics`: 3×3 or None for
@@ -160,6 +171,10 @@ class Pipeline:
         decoder pass) or "full" (+ hand refinement: every hand of every person through the
         backbone and the hand decoder as one batch, then each person's prompted body re-run);
         `hand_checks`: full mode's acceptance thresholds (default: upstream's).
+        `prompts`: one list of keypoint prompts per person (None or empty: the plain box query);
+        a prompted person gets the box query, then the decoder again with the prompts from its
+        estimate (upstream's run_keypoint_prompt; full mode: added to the re-run's prompts), see
+        prompted_decode.py. Prompts are checked (names, the model's limit, inside the crop) first.
         Each person gets what a run on that person alone gives; `timings_ms` are the photo's."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -169,8 +184,9 @@ class Pipeline:
         image_hw = (int(image.shape[0]), int(image.shape[1]))
         geoms = [crop_geometry(box, image_hw, crop_size=self.config.crop_size) for box in boxes_xyxy]
         n = len(geoms)
+        points = person_prompts(prompts, geoms, self.config.max_num_clicks)  # (1, P, 3) or None each
         k = default_intrinsics(image_hw) if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        crops = torch.cat([self._crop(image, geom) for geom in geoms])
+        crops = self._crop(image, geoms)  # every person's crop in one batch
         cam = CropCamera(
             box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
             box_size=torch.tensor([float(g.scale[0]) for g in geoms]),
@@ -184,6 +200,9 @@ class Pipeline:
         self._sync()
         t2 = time.perf_counter()
         out = self._decode(features, cam)
+        state = {QUERY_STATE: query_estimate(out)}  # what a re-decode starts from (the box query's)
+        if mode == "body" and any(p is not None for p in points):
+            out = apply_prompts(self.prompted_decoder, out, features, cam, points)
         hand_stages: dict[str, float] = {}
         hands = None
         host_keys = HOST_KEYS
@@ -191,10 +210,12 @@ class Pipeline:
             features = features.clone()  # a backend may reuse its output buffer for the hand crops
             self._sync()
             hand_stages["decoder+MHR"] = (time.perf_counter() - t2) * 1e3
-            out, hands, hand_stages = self._refine_hands(image, k, features, cam, out, hand_checks, hand_stages)
+            out, hands, hand_stages = self._refine_hands(image, k, features, cam, out, hand_checks, hand_stages,
+                                                         points, state)
             host_keys = HOST_KEYS + HAND_HOST_KEYS
-        host = self._to_host([out[key] for key in host_keys] + [features])
+        host = self._to_host([out[key] for key in host_keys] + list(state.values()) + [features])
         feature_maps = host.pop()
+        kept = dict(zip(state, host[len(host_keys):]))
         host = dict(zip(host_keys, host))
         t3 = time.perf_counter()
         results = []
@@ -217,6 +238,8 @@ class Pipeline:
                 backend=self.backbone.info.label(),
                 mode=mode,
                 hands=None if hands is None else _hand_refinement(mine, hands[i]),
+                prompts=list(prompts[i]) if prompts is not None and prompts[i] else [],
+                decode_state={key: value[i] for key, value in kept.items()},
             ))
         t4 = time.perf_counter()
         timings = {
@@ -233,11 +256,14 @@ class Pipeline:
         return results
 
     def _refine_hands(self, image: np.ndarray, k: np.ndarray, features: torch.Tensor, cam: CropCamera,
-                      body: dict, checks: HandChecks | None, stages: dict[str, float]):
+                      body: dict, checks: HandChecks | None, stages: dict[str, float],
+                      prompts: list[torch.Tensor | None], state: dict[str, torch.Tensor]):
         """Full mode after the body pass: hand crops → backbone → hand decoder (every hand of
         every person in one batch: rows [0, n) left hands, [n, 2n) right) → each person's body
         re-run (one at a time: the re-run drops prompts that fall off the crop, which a batch
-        could only mark invalid, and a person's result must not depend on who else is there)."""
+        could only mark invalid, and a person's result must not depend on who else is there).
+        `prompts`: each person's keypoint prompts, added to the re-run; `state` gets what a
+        re-decode needs of the hand pass (it does not depend on the prompts)."""
         from ..model.full_mode import LEFT, RIGHT, hand_boxes_xyxy, refine_body
         from .hand_crops import hand_crop_geometry, mirror_box_x
 
@@ -250,7 +276,7 @@ class Pipeline:
                 for i in range(n)]
         right = [hand_crop_geometry(boxes[i, RIGHT], image_hw, self.config.crop_size) for i in range(n)]
         geoms = left + right
-        crops = torch.cat([self._crop(image, g, mirrored=(j < n)) for j, g in enumerate(geoms)])
+        crops = self._crop(image, geoms, mirrored=[j < n for j in range(len(geoms))])  # one batch
         hand_cams = CropCamera(
             box_center=torch.from_numpy(np.stack([g.center for g in geoms])),
             box_size=torch.tensor([float(g.scale[0]) for g in geoms]),
@@ -272,8 +298,9 @@ class Pipeline:
             refined.append(refine_body(
                 self.model, {key: value[i:i + 1] for key, value in body.items()}, features[i:i + 1], cam.rows([i]),
                 {key: value[rows] for key, value in hands.items()}, hand_cams.rows(rows), width,
-                checks or HandChecks()))
+                checks or HandChecks(), user_prompts=None if prompts[i] is None else prompts[i].to(self.device)))
         out = {key: torch.cat([r[key] for r in refined]) for key in refined[0]}
+        state.update(hand_state(hands, hand_cams))
         self._sync()
         t4 = time.perf_counter()
         info = []
@@ -287,6 +314,26 @@ class Pipeline:
         stages.update({"hand crops": (t1 - t0) * 1e3, "hand backbone": (t2 - t1) * 1e3,
                        "hand decoder": (t3 - t2) * 1e3, "body re-run": (t4 - t3) * 1e3})
         return out, info, stages
+
+    @torch.inference_mode()
+    def redecode(self, result: MeshResult, prompts: Sequence[KeypointPrompt], mode: str = "body",
+                 hand_checks: HandChecks | None = None) -> MeshResult:
+        """`result`'s person again with `prompts` (empty: the plain box query), from its kept
+        backbone features, crop and camera: only the decoder and MHR run (full mode: also the
+        re-run with the kept hand pass), so `timings_ms` has no preprocess or backbone stage.
+        The same numbers as `run_people` with these prompts; see prompted_decode.py. The caller
+        applies a known height and the warnings again (the result has none)."""
+        from .prompted_decode import redecode_pass, redecoded_result
+
+        t0 = time.perf_counter()
+        prompts = list(prompts)
+        out = redecode_pass(self, result, prompts, mode, hand_checks)
+        host_keys = HOST_KEYS + (HAND_HOST_KEYS if mode == "full" else ())
+        mine = {key: value[0] for key, value in zip(host_keys, self._to_host([out[key] for key in host_keys]))}
+        t1 = time.perf_counter()
+        hands = None if mode != "full" else _hand_refinement(
+            mine, {"boxes_xyxy": result.hands.boxes_xyxy, "crop_boxes_xyxy": result.hands.crop_boxes_xyxy})
+        return redecoded_result(result, mine, {key: mine[key] for key in PARAM_KEYS}, hands, prompts, mode, t0, t1)
 
 
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
@@ -324,7 +371,8 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     backbone = open_backend(plan, request, files, dev, config, encoder, progress,
                             calibration=calibration_for(config, dev))
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
-    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder_for(loaded, dev, cuda_graph))
+    batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
+    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)
 
 
 def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None, graph: bool, compiled: bool,
@@ -362,11 +410,29 @@ def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None
     return decoder, hand_decoder, cropper
 
 
-def batch_decoder_for(loaded: LoadedModel, device: torch.device, graph: bool) -> BodyDecoder | None:
-    """The body pass for several people: CUDA graphs per batch-size bucket on a GPU; None (the
-    eager pass) elsewhere."""
-    if device.type != "cuda" or not graph:
+def batch_decoder_for(loaded: LoadedModel, device: torch.device, graph: bool, compiled: bool = False,
+                      cache_dir: Path | None = None, progress: Callable[[str], None] = lambda m: None,
+                      fallback: bool = True) -> BodyDecoder | None:
+    """The body pass for several people: CUDA graphs per batch-size bucket on a GPU, all captured
+    here (at load), so a photo with more people never waits for one; with `compiled`, the pass
+    compiled first (one compile for every bucket, cached under `cache_dir`), falling back to the
+    plain captured buckets if that fails (`fallback` False: raise). None (the eager pass) elsewhere."""
+    if device.type != "cuda" or not (graph or compiled):
         return None
-    from ..runtime.decoders.decoder_buckets import BucketedBodyDecoder
+    from ..runtime.decoders.decoder_buckets import BucketedBodyDecoder, CompiledBucketedBodyDecoder
 
-    return BucketedBodyDecoder(loaded.model, loaded.config.crop_size, device)
+    crop_size = loaded.config.crop_size
+    if compiled:
+        from ..runtime.backbones.plan import default_cache_dir
+
+        try:
+            return CompiledBucketedBodyDecoder(loaded.model, crop_size, device, cache_dir or default_cache_dir(),
+                                               progress)
+        except Exception as exc:  # noqa: BLE001 - the plain captured buckets are always there to fall back on
+            if not fallback:
+                raise
+            progress(f"compiled batched decoder unavailable ({type(exc).__name__}: {exc}); using captured buckets")
+    progress("capturing the decoder for several people at once (CUDA graphs per batch size)")
+    batched = BucketedBodyDecoder(loaded.model, crop_size, device)
+    batched.prepare()
+    return batched

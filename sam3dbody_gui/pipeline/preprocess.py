@@ -338,6 +338,54 @@ def position_parts(geom: CropGeometry) -> np.ndarray:
     return np.stack(_position_parts(geom.inverse_affine, geom.crop_size))
 
 
+def position_parts_batch(geoms: Sequence[CropGeometry], mirrored: Sequence[bool]) -> np.ndarray:
+    """(N, 5, S) int64 for N crops of one size: each crop's `position_parts`, then a row holding
+    1 where that crop reads the photo mirrored left-right (full mode's left hands), else 0. One
+    array, so a whole photo's crops reach the device in one copy."""
+    if len(geoms) != len(mirrored) or not geoms:
+        raise ValueError(f"need one mirrored flag per crop, got {len(mirrored)} for {len(geoms)} crops")
+    sizes = {g.crop_size for g in geoms}
+    if len(sizes) != 1:
+        raise ValueError(f"crops of one batch must have one size, got {sorted(sizes)}")
+    size = sizes.pop()
+    out = np.empty((len(geoms), 5, size), dtype=np.int64)
+    for i, (geom, flip) in enumerate(zip(geoms, mirrored)):
+        out[i, :4] = position_parts(geom)
+        out[i, 4] = 1 if flip else 0
+    return out
+
+
+def warp_integer_positions_batch(image: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """`warp_integer_positions` for N crops of one (H, W, C) uint8 photo at once: (N, S, S, C)
+    int32 from `position_parts_batch` (N, 5, S). A mirrored crop reads column W-1-x where the
+    warp of the flipped photo reads column x: the same pixels, so the same integers as cropping
+    a flipped copy (and no flipped copy of the photo is made). Pure tensor code: one kernel
+    once torch.compile fuses it."""
+    height, width, channels = image.shape
+    x_by_col, y_by_col, x_by_row, y_by_row, flip = parts.unbind(1)
+    x_sub = (x_by_row[:, :, None] + x_by_col[:, None, :]) >> _SNAP_SHIFT
+    y_sub = (y_by_row[:, :, None] + y_by_col[:, None, :]) >> _SNAP_SHIFT
+    x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
+    fx, fy = x_sub & (_SUBPIXEL_ONE - 1), y_sub & (_SUBPIXEL_ONE - 1)
+    mirror = flip[:, :1, None] != 0  # (N, 1, 1)
+    pixels = image.reshape(-1, channels)
+    total = None
+    for dy, weight_y in ((0, _SUBPIXEL_ONE - fy), (1, fy)):
+        rows = y0 + dy
+        row_inside = (rows >= 0) & (rows < height)
+        row_start = rows.clamp(0, height - 1) * width
+        for dx, weight_x in ((0, _SUBPIXEL_ONE - fx), (1, fx)):
+            cols = x0 + dx
+            inside = row_inside & (cols >= 0) & (cols < width)  # symmetric: the same for the flipped photo
+            weight = (weight_x * weight_y * inside).to(torch.int32)
+            col = cols.clamp(0, width - 1)
+            col = torch.where(mirror, width - 1 - col, col)
+            term = weight[..., None] * pixels[row_start + col].to(torch.int32)
+            total = term if total is None else total + term
+    full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
+    return torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
+
+
 def warp_integer_positions(image: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
     """The crop (S, S, C) as int32 in 0..255 from an (H, W, C) uint8 photo and `position_parts`.
 

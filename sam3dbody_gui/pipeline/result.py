@@ -6,11 +6,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .keypoint_prompts import JSON_NOTE as PROMPTS_NOTE
+from .keypoint_prompts import KeypointPrompt
 from .preprocess import CropGeometry
 
 # The one list of stages (timings_ms keys, latency cards, bench columns) and of modes.
 STAGES = ("preprocess", "backbone", "decoder+MHR", "total")
 FULL_MODE_STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run")  # full mode only
+# Pipeline.redecode's one stage: the decoder (+ MHR) again on the person's kept backbone features.
+CACHED_DECODER_STAGE = "decoder+MHR (cached features)"
 from ..runtime.choices import MODES  # noqa: E402,F401 - the one list of modes
 HAND_CHECK_NAMES = ("wrist_angle", "crop_size", "keypoints_in_crop", "wrist_distance")
 
@@ -23,6 +27,7 @@ JSON_FRAMES = {
     "joints": f"{CAMERA_FRAME}, relative to the body: add cam_t to place them in the camera frame",
     "keypoints_2d": "photo pixels (x right, y down), the 3-D keypoints + cam_t projected with `intrinsics`",
     "box_xyxy": "photo pixels",
+    "prompts": PROMPTS_NOTE,
     "hand_boxes_crop_xywh": "(centre x, centre y, width, height) as fractions of the body crop's side",
     "mesh_files": ("a mesh exported in the camera frame already includes cam_t (its vertices are in the "
                    "camera frame); the upright frame is that mesh turned Y-up, centred in x and z, feet on y = 0"),
@@ -91,6 +96,10 @@ class MeshResult:
     camera_source: str = "default"  # where `intrinsics` came from: "default", "user" or "exif (...)"
     metric: dict | None = None  # a known height applied (metric_scale.py): height, scale, how measured
     warnings: list[str] = field(default_factory=list)  # what looks wrong with this person (warnings.py)
+    prompts: list[KeypointPrompt] = field(default_factory=list)  # keypoint prompts the decoder was given
+    # What a decoder re-run needs besides `features` (pipeline/prompted_decode.py): the box query's
+    # estimate, and in full mode the hand pass's outputs. Not written to params.json.
+    decode_state: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def vertices_camera(self) -> np.ndarray:
@@ -127,6 +136,7 @@ class MeshResult:
             **({"hands": self.hands.to_json_dict()} if self.hands is not None else {}),
             **({"metric": self.metric} if self.metric is not None else {}),
             "warnings": list(self.warnings),
+            "prompts": [p.to_json_dict() for p in self.prompts],
             "frames": JSON_FRAMES,
         }
 
