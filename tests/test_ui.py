@@ -151,8 +151,8 @@ def test_box_changes_rerun_debounced_and_latest_wins(qtbot, window):
 
 
 def _one_person(box):
-    """A request's run of one person (id 1, colour 0) in body mode."""
-    return [(1, box, (box, "body", ()), 0)]
+    """A request's run of one person (id 1, colour 0) in body mode (people.result_key's key)."""
+    return [(1, box, (box, "body", (), None, ()), 0)]
 
 
 def test_stale_results_are_dropped_not_queued(qtbot, window):
@@ -717,7 +717,7 @@ def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
     image = load_image(sample_image_path())
     pipeline = Pipeline(tiny_loaded, PyTorchBackbone(tiny_loaded.model.backbone.encoder))
     result = pipeline.run(image, SAMPLE_BOX, None)
-    bundle = make_bundle(1, [person_shown(1, (SAMPLE_BOX, "body", ()), 0, result, 0.0)], 1, 0.0)
+    bundle = make_bundle(1, [person_shown(1, (SAMPLE_BOX, "body", (), None, ()), 0, result, 0.0)], 1, 0.0)
     ours = np.asarray(compose_overlay(image, bundle, 1.0, False, draw_box=False)).astype(int)
     theirs = np.asarray(render_overlay(image, result, 1.0, show_keypoints=False, draw_box=False)).astype(int)
     mesh_ours = np.abs(ours - image).sum(2) > 0
@@ -730,7 +730,7 @@ def test_overlay_layer_matches_the_export_renderer(tiny_loaded):
     # A large photo: the panel gets a reduced layer, the export is drawn at full size.
     big = np.asarray(_upscaled(image, 4))
     result = pipeline.run(big, [v * 4 for v in SAMPLE_BOX], None)
-    bundle = make_bundle(2, [person_shown(1, (None, "body", ()), 0, result, 0.0)], 2, 0.0)
+    bundle = make_bundle(2, [person_shown(1, (None, "body", (), None, ()), 0, result, 0.0)], 2, 0.0)
     assert bundle.layer_scale < 1 and max(bundle.mesh_layer.shape[:2]) <= 1280
     assert compose_overlay(big, bundle, 0.7, True).size == (big.shape[1], big.shape[0])
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -341,3 +341,62 @@ def test_the_selected_persons_warnings_are_shown_in_full(qtbot, window):
         "same person" in s for p in got.args[0].people.values() for s in p.warnings)
     text = w.panels.people.warnings.text()
     assert "may be the same person as person" in text and w.panels.people.warnings.isVisibleTo(w)
+
+
+# ----------------------------------------------------------------------- keypoint prompts ---
+def test_dragging_a_keypoint_reruns_only_the_decoder_and_ends_at_the_last_position(qtbot, window, monkeypatch,
+                                                                                    tmp_path):
+    from sam3dbody_gui.pipeline.keypoint_prompts import MHR70_NAMES
+    from sam3dbody_gui.pipeline.result import CACHED_DECODER_STAGE
+
+    w = window
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS) as got:
+        assert w.set_box(LEFT)
+    person = w.state.selected_person
+    keypoints = got.args[0].people[person.id].result.keypoints_2d
+    inside = [i for i, (x, y) in enumerate(keypoints) if LEFT[0] + 20 < x < LEFT[2] - 20 and LEFT[1] + 20 < y < LEFT[3] - 20]
+    index = inside[0]
+    pipeline = w.controller.pipeline
+    calls = _count_runs(monkeypatch, pipeline)
+    redecoded = []
+    real = pipeline.redecode
+    monkeypatch.setattr(pipeline, "redecode", lambda result, prompts, **k: redecoded.append(list(prompts)) or
+                        real(result, prompts, **k))
+    photo = w.photo
+    start = photo.to_widget(*keypoints[index]).toPoint()
+    assert photo.keypoint_at(photo.to_widget(*keypoints[index])) >= 0
+    photo_index = photo.keypoint_at(photo.to_widget(*keypoints[index]))
+    path = [start + QPoint(dx, dy) for dx, dy in ((4, 2), (9, 5), (14, 9))]
+    qtbot.mousePress(photo, Qt.MouseButton.LeftButton, pos=start)
+    for point in path:
+        qtbot.mouseMove(photo, point)
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS, check_params_cb=lambda b: bool(
+            b.people[person.id].result.prompts) and abs(b.people[person.id].result.prompts[0].x - photo.to_image(
+                QPointF(path[-1])).x()) < 1e-6):
+        qtbot.mouseRelease(photo, Qt.MouseButton.LeftButton, pos=path[-1])
+    final = photo.to_image(QPointF(path[-1]))
+    assert calls == []  # no backbone: the decoder alone ran, on the cached features
+    assert redecoded and redecoded[-1][0].x == pytest.approx(final.x())
+    prompted = w.state.bundle.people[person.id].result
+    assert [(q.index, q.name) for q in prompted.prompts] == [(photo_index, MHR70_NAMES[photo_index])]
+    assert (prompted.prompts[0].x, prompted.prompts[0].y) == pytest.approx((final.x(), final.y()))
+    last = w.state.history[-1]
+    assert CACHED_DECODER_STAGE in last and "backbone" not in last
+    assert "cached features" in w.latency.summary
+    alone = pipeline.run(w.state.image, person.box, prompts=list(prompted.prompts))  # = a fresh prompted run
+    assert np.abs(prompted.vertices - alone.vertices).max() <= 1e-5 * np.abs(alone.vertices).max()
+    assert w.panels.people.prompts.count() == 1 and MHR70_NAMES[photo_index] in w.panels.people.prompts.item(0).text()
+    assert w.export_json(tmp_path / "p.json")
+    saved = json.loads((tmp_path / "p.json").read_text())["prompts"]
+    assert saved[0]["name"] == MHR70_NAMES[photo_index] and saved[0]["x"] == pytest.approx(final.x())
+
+    # The model's limit on prompts per pass is said, not exceeded; the drag was one Undo step.
+    limit = pipeline.config.max_num_clicks
+    others = [i for i in range(70) if i != photo_index][:limit]
+    for i in others[:-1]:
+        assert w.people.place_prompt(i, 100.0, 100.0)
+    assert not w.people.place_prompt(others[-1], 120.0, 120.0)
+    assert "at most" in w.banner.text.text() or str(limit) in w.banner.text.text()
+    while w.state.selected_person.prompts:
+        assert w.box_editor.undo()
+    assert w.state.selected_person.box == w.state.people[0].box

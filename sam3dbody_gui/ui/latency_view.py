@@ -23,7 +23,7 @@ from .stage_tile import StageTile, format_ms  # noqa: E402
 from .state import AppState  # noqa: E402
 
 from ..pipeline.result import FULL_MODE_STAGES as HAND_STAGES  # noqa: E402 - full mode only
-from ..pipeline.result import STAGES  # noqa: E402
+from ..pipeline.result import CACHED_DECODER_STAGE, STAGES  # noqa: E402
 
 PLOT_MIN_PX = 80  # below this the plot's labels run into each other
 
@@ -163,6 +163,8 @@ class LatencyView(QWidget):
         item.setYRange(0, top * 1.15, padding=0)
         b = self.state.bundle
         parts = [f"{self.state.runs} run{'s' if self.state.runs != 1 else ''}"]
+        if CACHED_DECODER_STAGE in last and "backbone" not in last:
+            parts.append("decoder only, on cached features (no backbone)")
         if b is not None:
             parts.append(f"display prep {format_ms(b.postprocess_ms)}")
             parts.append(f"box → screen {format_ms(b.shown_ms)}")

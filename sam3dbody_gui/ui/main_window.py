@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         plan = plan_run(s, mode, dragging, force)
         self.people.status.started(plan)
         self.controller.request_inference(s.image, plan.runs, s.image_id, mode, plan.kept, plan.order, plan.selected,
-                                          s.camera)
+                                          s.camera, plan.redecodes)
         if not self.controller.has_model and not self.controller.loading:
             self._show_no_model()
 

@@ -27,6 +27,7 @@ class Person:
     score: Optional[float] = None  # the detector's score, when it found this person
     colour: int = 0  # index into the person colours (export/mesh_render.person_colour)
     height_m: Optional[float] = None  # "this person is H m tall" (None: not known, the model's own size)
+    prompts: tuple = ()  # pipeline.keypoint_prompts.KeypointPrompt: keypoints the user placed
 
     def moved(self, box: Box) -> "Person":
         return replace(self, box=box)
@@ -58,10 +59,20 @@ def free_colour(people: Iterable[Person]) -> int:
     return colour
 
 
-def result_key(person: Person, mode: str, prompts: tuple = (), camera: tuple = ()) -> tuple:
+def result_key(person: Person, mode: str, camera: tuple = ()) -> tuple:
     """What a person's result depends on: a result made with another key is stale. `camera`: the
     photo's intrinsics as a tuple (a new field of view re-runs everyone)."""
-    return (person.box, mode, prompts, person.height_m, camera)
+    return (person.box, mode, person.prompts, person.height_m, camera)
+
+
+def with_prompt(person: Person, prompt, limit: int) -> Person:
+    """`person` with `prompt` placed (replacing one on the same keypoint); a UserError past the
+    model's limit of prompts per pass."""
+    from ..pipeline.keypoint_prompts import check_prompt_count
+
+    others = tuple(q for q in person.prompts if q.index != prompt.index)
+    check_prompt_count(len(others) + 1, limit, f"person {person.id}")
+    return replace(person, prompts=others + (prompt,))
 
 
 def near_duplicates(people: People, threshold: float = 0.7) -> dict[int, list[int]]:

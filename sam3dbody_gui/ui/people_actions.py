@@ -26,6 +26,8 @@ class PeopleActions(QObject):
         self.detection.failed.connect(lambda text: window.show_error(text, kind="detect"))
         self.detection.busyChanged.connect(self._on_busy)
         panel.heightEdited.connect(self.set_height)
+        panel.promptRemoved.connect(self.remove_prompt)
+        window.photo.keypointDragged.connect(self.place_prompt)
         panel.fovEdited.connect(self.set_field_of_view)
         panel.cameraReset.connect(self.reset_camera)
         window.box_editor.changed.connect(self._warn_duplicates)
@@ -39,6 +41,43 @@ class PeopleActions(QObject):
             return False
         s.post("Detecting people…")
         return self.detection.detect(s.settings, s.image, s.image_id, min_score, min(max_people, MAX_PEOPLE))
+
+    def prompt_limit(self) -> int:
+        pipeline = self.window.controller.pipeline
+        return int(getattr(getattr(pipeline, "config", None), "max_num_clicks", 2))
+
+    def place_prompt(self, keypoint, x: float, y: float) -> bool:
+        """The selected person's keypoint (an MHR70 index or name) belongs at photo pixel (x, y):
+        the decoder runs again on their cached features at once (a drag is live; one Undo step)."""
+        from ..errors import UserError
+        from ..pipeline.keypoint_prompts import KeypointPrompt
+        from .people import with_prompt
+
+        person = self.state.selected_person
+        if person is None:
+            self.state.post("Select a person first: prompts belong to one person", "warning")
+            return False
+        try:
+            moved = with_prompt(person, KeypointPrompt.at(keypoint, x, y), self.prompt_limit())
+        except UserError as exc:
+            self.window.show_error(str(exc), kind="box")
+            return False
+        people = tuple(moved if p.id == person.id else p for p in self.state.people)
+        if not self.window.box_editor.edit(lambda: (self.state.set_people(people, person.id), True)[1]):
+            return False
+        self.window.run_now(force=False)  # live: the controller keeps only the newest request
+        return True
+
+    def remove_prompt(self, index: int) -> bool:
+        """Take the selected person's prompt on keypoint `index` away (-1: all of them)."""
+        from dataclasses import replace
+
+        person = self.state.selected_person
+        if person is None or not person.prompts:
+            return False
+        kept = () if index < 0 else tuple(q for q in person.prompts if q.index != index)
+        people = tuple(replace(p, prompts=kept) if p.id == person.id else p for p in self.state.people)
+        return self.window.box_editor.edit(lambda: (self.state.set_people(people, person.id), True)[1])
 
     def set_height(self, height_m) -> bool:
         """The selected person is `height_m` tall (None: not known); re-runs them."""

@@ -63,6 +63,7 @@ class PeoplePanel(QWidget):
     heightEdited = Signal(object)  # the selected person's height in metres, or None (not known)
     fovEdited = Signal(float)  # the photo's field of view in degrees, typed in
     cameraReset = Signal()  # back to the photo's own camera (EXIF or the default)
+    promptRemoved = Signal(int)  # the selected person's prompt on this keypoint (-1: all)
 
     def __init__(self, state: AppState, status_of: Callable[[int], tuple[str, tuple]] = lambda i: ("", ()),
                  parent: QWidget | None = None) -> None:
@@ -91,6 +92,13 @@ class PeoplePanel(QWidget):
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet(f"color: {style.WARNING};")
         self.warnings.setAccessibleName("Warnings of the selected person")
+        self.prompts = QListWidget(self)  # the selected person's keypoint prompts
+        self.prompts.setAccessibleName("Keypoint prompts of the selected person")
+        self.prompts.setToolTip("Keypoints you placed (drag a shown keypoint on the photo). Delete removes one.")
+        self.prompts.setMaximumHeight(64)
+        self.remove_prompt = QToolButton()
+        self.remove_prompt.setText("Remove prompt")
+        self.remove_prompt.setToolTip("Take the chosen prompt away (all of them if none is chosen)")
         self.height = QDoubleSpinBox()
         self.height.setRange(0.0, 2.8)
         self.height.setDecimals(2)
@@ -126,12 +134,15 @@ class PeoplePanel(QWidget):
         layout.addWidget(self.detect)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.warnings)
+        layout.addWidget(self.prompts)
+        layout.addWidget(self.remove_prompt)
         layout.addLayout(buttons)
         layout.addLayout(form)
         self.setMinimumWidth(150)
         self.height.valueChanged.connect(lambda v: self.heightEdited.emit(None if v < 0.3 else round(float(v), 3)))
         self.fov.valueChanged.connect(lambda v: self.fovEdited.emit(float(v)))
         self.fov_reset.clicked.connect(self.cameraReset)
+        self.remove_prompt.clicked.connect(self._remove_prompt)
         self.detect.clicked.connect(self.detectClicked)
         self.remove.clicked.connect(self.removeClicked)
         self.remove_all.clicked.connect(self.removeAllClicked)
@@ -180,6 +191,14 @@ class PeoplePanel(QWidget):
         said = self.status_of(person.id)[1] if person is not None else ()
         self.warnings.setText("\n".join(f"⚠ {w}" for w in said))
         self.warnings.setVisible(bool(said))
+        prompts = person.prompts if person is not None else ()
+        self.prompts.clear()
+        for q in prompts:
+            item = QListWidgetItem(f"{q.name} → {q.x:.0f}, {q.y:.0f}")
+            item.setData(Qt.ItemDataRole.UserRole, q.index)
+            self.prompts.addItem(item)
+        self.prompts.setVisible(bool(prompts))
+        self.remove_prompt.setVisible(bool(prompts))
         self.height.setEnabled(person is not None)
         _set_quietly(self.height, 0.0 if person is None or person.height_m is None else person.height_m)
         self.fov.setEnabled(has_photo)
@@ -189,6 +208,10 @@ class PeoplePanel(QWidget):
             self.camera_source.setText(f"from {CAMERA_WORDS.get(s.camera.source, s.camera.source)}")
         else:
             self.camera_source.setText("")
+
+    def _remove_prompt(self) -> None:
+        item = self.prompts.currentItem()
+        self.promptRemoved.emit(-1 if item is None else int(item.data(Qt.ItemDataRole.UserRole)))
 
     def _status_line(self, person_id: int) -> str:
         return self.status_of(person_id)[0]

@@ -20,6 +20,14 @@ class RunPlan:
     kept: tuple  # PersonShown still good
     order: tuple  # every person's id, in the list's order
     selected: int
+    redecodes: tuple = ()  # (person id, result key, colour, their shown MeshResult): only the prompts changed
+
+
+def _only_prompts_changed(have, key: tuple) -> bool:
+    """The same box, mode, height and camera: the decoder alone can run again on the kept features."""
+    old = have.key
+    return old[0] == key[0] and old[1] == key[1] and old[3:] == key[3:] and old[2] != key[2] and \
+        have.result.decode_state is not None
 
 
 def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> RunPlan:
@@ -27,7 +35,7 @@ def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> R
     people = people_to_run(state.people)
     bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
     shown = bundle.people if bundle is not None else {}
-    runs, kept = [], []
+    runs, kept, redecodes = [], [], []
     camera = state.camera_key
     for person in people:
         key = result_key(person, mode, camera=camera)
@@ -36,10 +44,12 @@ def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> R
             dragging and person.id != state.selected and have.box == person.box))
         if still_good:
             kept.append(have if have.colour == person.colour else _recoloured(have, person.colour))
+        elif not force and have is not None and _only_prompts_changed(have, key):
+            redecodes.append((person.id, key, person.colour, have.result))
         else:
             runs.append((person.id, person.box, key, person.colour))
     selected = state.selected if state.selected is not None else people[0].id
-    return RunPlan(tuple(runs), tuple(kept), tuple(p.id for p in people), selected)
+    return RunPlan(tuple(runs), tuple(kept), tuple(p.id for p in people), selected, tuple(redecodes))
 
 
 def _recoloured(shown, colour: int):
@@ -56,7 +66,7 @@ class RunStatus:
     failed: dict = field(default_factory=dict)  # id → why their last run failed
 
     def started(self, plan: RunPlan) -> None:
-        self.running = {r[0] for r in plan.runs}
+        self.running = {r[0] for r in plan.runs} | {r[0] for r in plan.redecodes}
         for person_id in self.running:
             self.failed.pop(person_id, None)
 

@@ -26,6 +26,7 @@ from .state import AppState, Box
 HANDLE_PX = 7  # drawn handle size
 GRAB_PX = 9  # how close the pointer must be to grab a handle or edge
 MIN_BOX_PX = 4.0  # in photo pixels; a smaller drag is a click, not a box
+KEYPOINT_GRAB_PX = 5  # how close the pointer must be to grab a shown keypoint (a prompt drag)
 MARGIN = 8
 
 HANDLE_CURSORS = {
@@ -51,7 +52,8 @@ class PhotoView(QWidget):
     personClicked = Signal(int)  # a press on this person's box: select them
     personDeleted = Signal(int)  # Delete on the selected person
     selectionStepped = Signal(int)  # Tab (+1) / Shift+Tab (-1)
-    dragStarted = Signal()  # a box drag begins
+    keypointDragged = Signal(int, float, float)  # the selected person's keypoint (MHR70 index) dragged to x, y
+    dragStarted = Signal()  # a box (or keypoint) drag begins
     dragCancelled = Signal()  # Esc during a drag: put everything back as it was before it
     dragFinished = Signal()  # the mouse let go of the box (or Esc cancelled the drag)
 
@@ -73,6 +75,7 @@ class PhotoView(QWidget):
         self._drag_origin = QPointF()
         self._drag_box: Optional[Box] = None  # the selected box when the drag began
         self._drew = False  # this draw-drag has made its person already
+        self._keypoint = -1  # the keypoint a "keypoint" drag holds
         self.busy = False
         state.imageChanged.connect(self._on_image)
         state.resultChanged.connect(self._on_result)
@@ -165,6 +168,31 @@ class PhotoView(QWidget):
                   if q.id != self.state.selected and q.box is not None and self.box_rect(q.box).contains(p)]
         return min(inside)[1] if inside else None
 
+    def _selected_keypoints(self) -> Optional[np.ndarray]:
+        b, s = self.state.bundle, self.state
+        if b is None or b.image_id != s.image_id or not s.settings.show_keypoints or s.selected not in b.people:
+            return None
+        return b.people[s.selected].result.keypoints_2d
+
+    def keypoint_at(self, p: QPointF) -> int:
+        """The MHR70 index of the selected person's shown keypoint under `p` (-1: none)."""
+        keypoints = self._selected_keypoints()
+        if keypoints is None:
+            return -1
+        r, s = self.image_rect(), self._scale()
+        xy = np.asarray(keypoints, dtype=np.float64) * s + np.array([r.x(), r.y()])
+        d = np.hypot(xy[:, 0] - p.x(), xy[:, 1] - p.y())
+        d[~np.isfinite(d)] = np.inf
+        best = int(np.argmin(d))
+        return best if d[best] <= KEYPOINT_GRAB_PX else -1
+
+    def _moved_keypoint(self, pos: QPointF) -> bool:
+        keypoints = self._selected_keypoints()
+        if keypoints is None:
+            return False
+        start = self.to_widget(*keypoints[self._keypoint])
+        return abs(pos.x() - start.x()) + abs(pos.y() - start.y()) > 1.0
+
     def _clamp_point(self, p: QPointF) -> QPointF:
         h, w = self.state.image_hw
         return QPointF(min(max(p.x(), 0.0), float(w)), min(max(p.y(), 0.0), float(h)))
@@ -175,6 +203,12 @@ class PhotoView(QWidget):
             return super().mousePressEvent(ev)
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         pos = ev.position()
+        keypoint = self.keypoint_at(pos)
+        if keypoint >= 0:  # a shown keypoint of the selected person: drag it where it belongs (a prompt)
+            self._drag, self._keypoint = "keypoint", keypoint
+            self.dragStarted.emit()
+            ev.accept()
+            return
         hit = self.hit_test(pos)
         if hit is None:
             other = self.person_at(pos)
@@ -197,11 +231,22 @@ class PhotoView(QWidget):
                 hit = self.hit_test(pos) or ("move" if self.person_at(pos) is not None else None)
                 self.setCursor(QCursor(HANDLE_CURSORS.get(hit, Qt.CursorShape.CrossCursor)))
             return
+        if self._drag == "keypoint":
+            p = self._clamp_point(self.to_image(pos))
+            self.keypointDragged.emit(self._keypoint, p.x(), p.y())
+            return
         self._send(self._dragged_box(self._clamp_point(self.to_image(pos))))
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
         if ev.button() != Qt.MouseButton.LeftButton or self._drag is None:
             return super().mouseReleaseEvent(ev)
+        if self._drag == "keypoint":
+            if self._moved_keypoint(ev.position()):
+                p = self._clamp_point(self.to_image(ev.position()))
+                self.keypointDragged.emit(self._keypoint, p.x(), p.y())
+            self._drag = None
+            self.dragFinished.emit()
+            return
         self._send(self._dragged_box(self._clamp_point(self.to_image(ev.position()))))
         self._drag = None
         self.dragFinished.emit()
@@ -309,6 +354,7 @@ class PhotoView(QWidget):
                 self._draw_person_box(p, person, selected=False)
         if state.selected_person is not None:
             self._draw_person_box(p, state.selected_person, selected=True)
+            self._draw_prompts(p, state.selected_person.prompts)
         if not state.people:
             self._draw_pill(p, "No box: the whole photo is used · drag to draw one", top=False)
         if self.busy:
@@ -363,6 +409,16 @@ class PhotoView(QWidget):
         p.drawRoundedRect(tag, 3, 3)
         p.setPen(QColor(15, 15, 20))
         p.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _draw_prompts(self, p: QPainter, prompts) -> None:
+        """Where the user put keypoints: a ring with the keypoint's name."""
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for q in prompts:
+            c = self.to_widget(q.x, q.y)
+            p.setPen(QPen(QColor(255, 255, 255), 2))
+            p.drawEllipse(c, 7, 7)
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(c + QPointF(10, 4), q.name)
 
     def _draw_keypoints(self, p: QPainter, keypoints: np.ndarray, selected: bool = True) -> None:
         radius = max(2.0, min(4.0, self._scale() * 3.0)) * (1.0 if selected else 0.7)

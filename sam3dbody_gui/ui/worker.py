@@ -49,6 +49,7 @@ class Job:
     image: Optional[np.ndarray] = None
     runs: tuple = ()  # infer: (person id, box, result key, colour) of each person to run
     kept: tuple = ()  # infer: PersonShown of the people whose results are still good
+    redecodes: tuple = ()  # infer: (person id, key, colour, MeshResult) to decode again with new prompts
     order: tuple = ()  # infer: every person's id, in the list's order
     selected: int = 0
     camera: Any = None  # infer: pipeline.photo_camera.PhotoCamera (None: the default camera)
@@ -141,6 +142,7 @@ class JobRunner:
                               is_synthetic(folder), _decoder_label(pipeline))
 
     def _infer(self, job: Job):
+        from ..pipeline.result import CACHED_DECODER_STAGE
         from .render import make_bundle, person_shown
 
         key = (id(job.pipeline), job.image_id)
@@ -153,15 +155,26 @@ class JobRunner:
             self._photo_key = key
         shown = {p.person_id: p for p in job.kept}
         timings: dict = {}
+        redecode_ms = 0.0
+        for person_id, key, colour, old in job.redecodes:  # the decoder alone, on the kept features
+            result = _finished(job.pipeline, job.pipeline.redecode(old, list(key[2]), mode=key[1]), job.camera, key[3])
+            stage = result.timings_ms.get("total", 0.0)
+            redecode_ms += stage
+            shown[person_id] = person_shown(person_id, key, colour, result, stage)
+        if job.redecodes:
+            timings = {"decoder+MHR": redecode_ms, CACHED_DECODER_STAGE: redecode_ms, "total": redecode_ms}
         if job.runs:
             intrinsics = None if job.camera is None else job.camera.intrinsics
-            results = job.pipeline.run_people(job.image, [box for _, box, _, _ in job.runs], intrinsics, mode=job.mode)
-            timings = dict(results[0].timings_ms)
+            results = job.pipeline.run_people(job.image, [box for _, box, _, _ in job.runs], intrinsics, mode=job.mode,
+                                              prompts=[list(key[2]) for _, _, key, _ in job.runs])
+            timings = dict(results[0].timings_ms, **({CACHED_DECODER_STAGE: redecode_ms} if job.redecodes else {}))
+            timings["total"] += redecode_ms
             for (person_id, _box, key, colour), result in zip(job.runs, results):
                 result = _finished(job.pipeline, result, job.camera, height_m=key[3])
                 shown[person_id] = person_shown(person_id, key, colour, result, timings.get("total", 0.0))
         people = [shown[i] for i in job.order if i in shown]
-        return make_bundle(job.id, people, job.image_id, job.submitted_at, ran=tuple(r[0] for r in job.runs),
+        ran = tuple(r[0] for r in job.runs) + tuple(r[0] for r in job.redecodes)
+        return make_bundle(job.id, people, job.image_id, job.submitted_at, ran=ran,
                            timings_ms=timings, selected=job.selected)
 
 
@@ -239,14 +252,14 @@ class InferenceController(QObject):
         self._emit_busy()
 
     def request_inference(self, image: np.ndarray, runs, image_id: int, mode: str = "body", kept=(),
-                          order=None, selected: int = 0, camera=None) -> int:
+                          order=None, selected: int = 0, camera=None, redecodes=()) -> int:
         """Run `runs` ((person id, box, result key, colour) each) on the photo and show them with the
         `kept` results (PersonShown) in `order` (default: kept, then runs)."""
         runs, kept = tuple(runs), tuple(kept)
         if order is None:
-            order = tuple(p.person_id for p in kept) + tuple(r[0] for r in runs)
+            order = tuple(p.person_id for p in kept) + tuple(r[0] for r in runs) + tuple(r[0] for r in redecodes)
         job = Job(next(self._ids), "infer", image=image, runs=runs, kept=kept, order=tuple(order),
-                  selected=selected, camera=camera, image_id=image_id, mode=mode)
+                  selected=selected, camera=camera, redecodes=tuple(redecodes), image_id=image_id, mode=mode)
         if self.pending_infer is not None:
             self.superseded += 1
         self.pending_infer = job
