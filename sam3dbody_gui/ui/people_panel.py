@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from . import style
-from .photo_view import person_qcolour
+from .photo_painting import person_qcolour
 from .state import AppState
 
 SWATCH = 14
