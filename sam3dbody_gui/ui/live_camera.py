@@ -38,7 +38,7 @@ def multimedia_problem() -> Optional[str]:
         text = str(exc)
         if "cannot import name" in text or "No module named" in text:
             return ("the live camera needs Qt Multimedia, which comes with PySide6-Addons: "
-                    "pip install PySide6-Addons (the same version as PySide6-Essentials)")
+                    "pip install 'sam3dbody-gui[camera]' (the same version as PySide6-Essentials)")
         return f"Qt Multimedia cannot load: {text} (on Linux: install the PulseAudio client library, libpulse0)"
     return None
 
