@@ -127,6 +127,7 @@ class Bench:
         self.encoder_fp32 = self.loaded.model.backbone.encoder
         self.backends: dict[str, BackboneBackend] = {}
         self._decoder_models: dict[str, LoadedModel] = {}
+        self._pipelines: dict[str, Pipeline] = {}
 
     def backend(self, spec: str) -> BackboneBackend:
         if spec not in self.backends:
@@ -174,12 +175,20 @@ class Bench:
         """A pipeline for 'backend:precision[+graph][+dec-compiled][+dec-bf16][+full]': '+graph' runs
         the body decoder (and full mode's hand decoder) as CUDA graphs, '+dec-compiled' compiles the
         body decoder pass and the crop (then captures the pass: implies '+graph'), '+dec-bf16' runs
-        the decoder (not the MHR rig) in bf16, '+full' (used by `end_to_end_rows`) runs full mode."""
+        the decoder (not the MHR rig) in bf16, '+full' (used by `end_to_end_rows`) runs full mode
+        (the same pipeline, run in full mode). One pipeline per configuration: the end-to-end and
+        the people tables share it, so its compiles and captures are made once."""
         backbone_spec, *flags = spec.split("+")
         unknown = set(flags) - {"graph", "dec-compiled", "dec-bf16", "full"}
         if unknown:
             raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: "
                             "use +graph, +dec-compiled, +dec-bf16, +full")
+        key = "+".join([backbone_spec] + [f for f in flags if f != "full"])
+        if key not in self._pipelines:
+            self._pipelines[key] = self._new_pipeline(backbone_spec, flags)
+        return self._pipelines[key]
+
+    def _new_pipeline(self, backbone_spec: str, flags: list[str]) -> Pipeline:
         loaded = self.loaded
         if "dec-bf16" in flags:
             if "dec-bf16" not in self._decoder_models:
@@ -188,7 +197,8 @@ class Bench:
             loaded = self._decoder_models["dec-bf16"]
         decoder, hand_decoder, cropper = gpu_stages(loaded, self.device, self.cache_dir, "graph" in flags,
                                                     "dec-compiled" in flags, self.progress, fallback=False)
-        batch_decoder = batch_decoder_for(loaded, self.device, "graph" in flags or "dec-compiled" in flags)
+        batch_decoder = batch_decoder_for(loaded, self.device, "graph" in flags or "dec-compiled" in flags,
+                                          "dec-compiled" in flags, self.cache_dir, self.progress, fallback=False)
         return Pipeline(loaded, self.backend(backbone_spec), decoder, hand_decoder, cropper, batch_decoder)
 
     def end_to_end_rows(self, configs: list[str], rounds: int | None = None) -> list[EndToEndRow]:

@@ -41,10 +41,11 @@ def test_ray_gives_the_local_manifest_and_files(local_ray, tiny_model_dir, tmp_p
     for r in (r for r in remote if r["status"] == "ok"):
         a = trimesh.load(tmp_path / "local" / r["files"]["obj"], process=False)
         b = trimesh.load(tmp_path / "ray" / r["files"]["obj"], process=False)
-        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-5)
+        np.testing.assert_allclose(a.vertices, b.vertices, rtol=1e-5, atol=1e-5)  # batched in one, not the other
         ja = json.loads((tmp_path / "local" / r["files"]["json"]).read_text())
         jb = json.loads((tmp_path / "ray" / r["files"]["json"]).read_text())
-        assert ja.keys() == jb.keys() and ja["box_xyxy"] == jb["box_xyxy"]
+        assert ja.keys() == jb.keys()  # the local engine detects 8 photos a batch: the last bits may differ
+        np.testing.assert_allclose(ja["box_xyxy"], jb["box_xyxy"], atol=1e-4)
         np.testing.assert_allclose(ja["keypoints_3d"], jb["keypoints_3d"], atol=1e-4)
     assert leftover_temp_files(tmp_path / "ray") == []
 

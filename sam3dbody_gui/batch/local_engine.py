@@ -12,9 +12,17 @@ lines in order); with 1, by the writer thread itself (small machines, tests: no 
 A video is decoded by the feeder itself, frame after frame (decoding is sequential), each frame
 handed on as a job of its own, like a photo.
 
+Batches span photos: the people thread takes the photos already read (up to DETECT_BATCH) and
+runs the detector once for all of them, and the main thread takes the photos already waiting (up
+to PERSON_BATCH people, the largest batch bucket) and runs all their people as one batch
+(photo_work.infer_many; full mode goes photo by photo). Neither ever waits to fill a batch: when
+the model keeps up, a batch is the one photo there is; when it does not, photos queue and the
+batches grow, which is when the GPU needs them (one photo of 2.5 people would leave it mostly
+idle between launches).
+
 Every hand-over is a bounded queue, so a slow disk or a slow decoder holds the producers back
-instead of filling memory, and at most READ_AHEAD decoded photos exist at a time however long
-the run. The model runs in the main thread (where a GPU context and Ctrl+C both live); reading
+instead of filling memory, and at most READ_AHEAD + PEOPLE_AHEAD + one batch of decoded photos
+exist at a time however long the run. The model runs in the main thread (where a GPU context and Ctrl+C both live); reading
 and writing overlap with it, so the device does not wait for files. Torch releases the GIL in
 its kernels, which is what lets threads overlap here. Jobs stay in input order end to end: the
 manifest lists photos in the order they were given.
@@ -42,7 +50,10 @@ from .resume import sweep_temp_files
 from .settings import BatchSettings, record_settings
 
 READERS = 2  # decoding threads: PIL releases the GIL; a 1080p JPEG is ~5 ms, two feed ~400 photos/s
-READ_AHEAD = 8  # photos hashed / decoded ahead of the model, at most
+READ_AHEAD = 16  # photos hashed / decoded ahead of the detector, at most
+PEOPLE_AHEAD = 16  # photos with their people found, waiting for the model, at most
+DETECT_BATCH = 8  # photos a detector run takes at most
+PERSON_BATCH = 16  # people a model batch takes at most (the largest batch bucket); one photo may have more
 _POLL_S = 0.1
 _END = object()
 
@@ -111,7 +122,7 @@ class _Run:
         self.failure: Optional[BaseException] = None
         self.slots = threading.Semaphore(READ_AHEAD)
         self.read_q: queue.Queue = queue.Queue(READ_AHEAD)
-        self.people_q: queue.Queue = queue.Queue(2)
+        self.people_q: queue.Queue = queue.Queue(PEOPLE_AHEAD)
         self.write_q: queue.Queue = queue.Queue(4)
         self.pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="batch-read")
         self.writers = max(1, writers)
@@ -167,16 +178,41 @@ class _Run:
             self._put(self.read_q, self.pool.submit(photo_work.read, job, self.fp, self.manifest.done))
         self._put(self.read_q, _END)
 
-    def _find_people(self) -> None:
+    def _more(self, q: queue.Queue, first, room) -> tuple[list, object, bool]:
+        """`first` and the items already waiting in `q` while `room(items, next)` says the next one
+        fits: (the items, an item taken that did not fit or None, whether _END was taken). Never
+        waits for an item."""
+        items, extra, ended = [first], None, False
         while True:
-            future = self._get(self.read_q)
-            if future is _END:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
                 break
-            job = future.result()  # a reader's exception is a bug: it ends the run
-            self.slots.release()
-            if not job.settled and self.settings.people == "detect" and self.detector is None:
+            if item is _END:
+                ended = True
+                break
+            if not room(items, item):
+                extra = item
+                break
+            items.append(item)
+        return items, extra, ended
+
+    def _find_people(self) -> None:
+        ended, extra = False, None
+        while not ended:
+            first = extra if extra is not None else self._get(self.read_q)
+            if first is _END:
+                break
+            futures, extra, ended = self._more(self.read_q, first, lambda items, _: len(items) < DETECT_BATCH)
+            jobs = []
+            for future in futures:
+                jobs.append(future.result())  # a reader's exception is a bug: it ends the run
+                self.slots.release()
+            if (any(not job.settled for job in jobs) and self.settings.people == "detect"
+                    and self.detector is None):
                 self.detector = load_person_detector(self.settings)
-            self._put(self.people_q, photo_work.find_people(job, self.settings, self.fp, self.detector))
+            for job in photo_work.find_people_many(jobs, self.settings, self.fp, self.detector):
+                self._put(self.people_q, job)
         self._put(self.people_q, _END)
 
     def _write(self) -> None:
@@ -216,16 +252,22 @@ class _Run:
     def run(self) -> None:
         threads = [self._thread(self._feed, "batch-feed"), self._thread(self._find_people, "batch-people")]
         writer = self._thread(self._write, "batch-write")
+        def room(jobs, job) -> bool:
+            return sum(map(photo_work.persons_in, jobs)) + photo_work.persons_in(job) <= PERSON_BATCH
+
         try:
-            while True:
-                job = self._get(self.people_q)
-                if job is _END:
+            ended, extra = False, None
+            while not ended:
+                first = extra if extra is not None else self._get(self.people_q)
+                if first is _END:
                     break
-                if not job.settled:
+                jobs, extra, ended = self._more(self.people_q, first, room)
+                if any(not job.settled for job in jobs):
                     if self.pipeline is None:
                         self.pipeline = load_pipeline(self.settings, self.log)
-                    job = photo_work.infer(job, self.pipeline, self.settings, self.fp)
-                self._put_for_writer(job, writer)
+                    jobs = photo_work.infer_many(jobs, self.pipeline, self.settings, self.fp)
+                for job in jobs:  # each handed on as soon as it is done
+                    self._put_for_writer(job, writer)
         except _Stopped:
             pass
         finally:
