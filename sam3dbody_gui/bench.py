@@ -265,9 +265,12 @@ def format_tables(machine: dict, backbone: list[BackboneRow], e2e: list[EndToEnd
 
 def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, e2e: list[str] | None,
               json_path: Path | None, iterations: int | None = None, max_autotune: bool = False,
-              progress: Callable[[str], None] = print, people: list[int] | None = None) -> str:
-    """`people`: also time photos of that many people each (the last end-to-end configuration)."""
+              progress: Callable[[str], None] = print, people: list[int] | None = None,
+              video: list[int] | None = None, video_frames: int = 90, video_clip: Path | None = None) -> str:
+    """`people`: also time photos of that many people each (the last end-to-end configuration).
+    `video`: also a clip's pass per people count (bench_video.py), on the same configuration."""
     from .bench_people import format_people_table, people_rows
+    from .bench_video import format_video_table, video_rows
 
     bench = Bench(model_dir, device, progress, max_autotune=max_autotune)
     configs = configs if configs is not None else default_configs(device, model_dir)
@@ -275,21 +278,25 @@ def run_bench(model_dir: Path, device: torch.device, configs: list[str] | None, 
     try:
         backbone_rows = bench.backbone_rows(configs, iterations)
         e2e_rows = bench.end_to_end_rows(e2e, None if iterations is None else 1)
-        crowd_rows = people_rows(bench, (e2e or default_e2e_configs(device))[-1].replace("+full", ""), people,
-                                 None if iterations is None else 1) if people else []
+        last = (e2e or default_e2e_configs(device))[-1].replace("+full", "")
+        crowd_rows = people_rows(bench, last, people, None if iterations is None else 1) if people else []
+        clip_rows = video_rows(bench.pipeline(last), video, video_frames, video_clip, progress) if video else []
     except torch.cuda.OutOfMemoryError:
         raise UserError("the GPU ran out of memory during the benchmark; run fewer configurations") from None
     machine = machine_description(device)
     text = format_tables(machine, backbone_rows, e2e_rows)
     if crowd_rows:
         text += "\n" + format_people_table(crowd_rows)
+    if clip_rows:
+        text += "\n" + format_video_table(clip_rows, f"{last} on {machine.get('gpu', machine['cpu'])}")
     if json_path is not None:
         from .atomic_file import write_bytes_atomic
 
         payload = {"machine": machine, "images": [i.name for i in benchmark_images()],
                    "backbone": [_finite_or_none(asdict(r)) for r in backbone_rows],
                    "end_to_end": [_finite_or_none(asdict(r)) for r in e2e_rows],
-                   "people": [_finite_or_none(asdict(r)) for r in crowd_rows]}
+                   "people": [_finite_or_none(asdict(r)) for r in crowd_rows],
+                   "video": [_finite_or_none(asdict(r)) for r in clip_rows]}
         write_bytes_atomic(json_path, json.dumps(payload, indent=1, allow_nan=False).encode())
     return text
 

@@ -296,6 +296,7 @@ def test_hand_decoder_graph_falls_back_to_eager(tiny_loaded):
         want = decode_hands(model, features, cams)
     assert failing.status.startswith("eager (CUDA graph capture failed") and not failing.want_graph
     assert torch.equal(got["pred_vertices"], want["pred_vertices"])
+    assert not failing.prepare() and not eager.prepare()  # prepare (the window's, at load) is as safe
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the hand-decoder CUDA graph needs a GPU")
@@ -306,5 +307,7 @@ def test_full_mode_with_a_bf16_decoder_captures_the_hand_pass_on_a_gpu(tiny_mode
 
     image = np.random.default_rng(3).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     pipe = build_pipeline(tiny_model_dir, "cuda", "bf16", backend="pytorch", decoder_precision="bf16")
+    assert pipe.hand_decoder.prepare() and pipe.hand_decoder.status == "CUDA graph"  # the window captures at load
+    graphed = pipe.hand_decoder._graphed
     result = pipe.run(image, (100, 50, 400, 470), mode="full")
-    assert np.isfinite(result.vertices).all() and pipe.hand_decoder.status == "CUDA graph"
+    assert np.isfinite(result.vertices).all() and pipe.hand_decoder._graphed is graphed  # no capture on first use

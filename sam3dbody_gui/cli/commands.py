@@ -72,9 +72,12 @@ def cmd_bench(args) -> None:
     people = [int(p) for p in _split(args.people)] if getattr(args, "people", None) else None
     if people is not None and (not people or min(people) < 1):
         raise UserError("--people takes positive counts, e.g. 1,2,4,8,16")
+    video = [int(p) for p in _split(args.video)] if getattr(args, "video", None) else None
+    if video is not None and (not video or min(video) < 1 or args.video_frames < 3):
+        raise UserError("--video takes positive people counts, e.g. 1,4 (and --video-frames at least 3)")
     text = with_oom_message(lambda: run_bench(
         model_dir_from(args.model), resolve_device(args.device), _split(args.configs), _split(args.e2e), args.json,
-        args.iterations, max_autotune=args.autotune, people=people))
+        args.iterations, max_autotune=args.autotune, people=people, video=video, video_frames=args.video_frames))
     print(text)
 
 

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e", help="end-to-end configurations, e.g. pytorch:fp32,compiled:bf16+graph ('+graph': "
                                  "decoder as a CUDA graph); 'none' to skip")
     p.add_argument("--people", help="also people per photo, comma list (e.g. 1,2,4,8,16): ms per photo and persons/s")
+    p.add_argument("--video", help="also a clip's pass per people count, comma list (e.g. 1,4): frames/s with "
+                                   "decoding, and the jitter before and after smoothing (a 1080p synthetic clip)")
+    p.add_argument("--video-frames", type=int, default=90, help="frames of the synthetic clip (default 90)")
     p.add_argument("--iterations", type=int, help="timed iterations (default: 300 on GPU after a 2 s warm-up, 5 on CPU)")
     p.add_argument("--autotune", action="store_true",
                    help="compile with max-autotune (minutes to build; default: CUDA graphs only, which measured faster)")

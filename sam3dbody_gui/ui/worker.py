@@ -138,6 +138,10 @@ class JobRunner:
         warm_up = getattr(pipeline.backbone, "warm_up", None)
         if callable(warm_up):
             warm_up(pipeline.config.crop_size, iterations=1)
+        prepare_hands = getattr(pipeline.hand_decoder, "prepare", None)
+        if callable(prepare_hands):  # full mode's hand pass captured now, not on the first full-mode run
+            progress("capturing full mode's hand decoder")
+            prepare_hands()
         return LoadedPipeline(pipeline, Path(folder), pipeline.backbone.info.name, pipeline.backbone.info.label(),
                               is_synthetic(folder), _decoder_label(pipeline))
 

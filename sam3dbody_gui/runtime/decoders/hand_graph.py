@@ -74,17 +74,23 @@ class LazyHandDecoder:
     def _eager(self, features: torch.Tensor, cams: CropCamera) -> dict[str, torch.Tensor]:
         return full_mode.decode_hands(self.model, features, cams)
 
-    def __call__(self, features: torch.Tensor, cams: CropCamera) -> dict[str, torch.Tensor]:
-        if not self.want_graph or features.shape[0] != 2:
-            return self._eager(features, cams)
-        if self._graphed is None:
+    def prepare(self) -> bool:
+        """Capture now (the window does, while the model loads, so its first full-mode run pays
+        nothing); whether the graph is there. Idempotent; eager where no graph is wanted."""
+        if self.want_graph and self._graphed is None:
             try:
                 self._graphed = GraphedHandDecoder(self.model, self.crop_size, self.device)
                 self.status = "CUDA graph"
             except Exception as exc:  # noqa: BLE001 - any capture problem: stay correct, run eager
                 self.want_graph = False
                 self.status = f"eager (CUDA graph capture failed: {type(exc).__name__}: {exc})"
-                return self._eager(features, cams)
+        return self._graphed is not None
+
+    def __call__(self, features: torch.Tensor, cams: CropCamera) -> dict[str, torch.Tensor]:
+        if not self.want_graph or features.shape[0] != 2:
+            return self._eager(features, cams)
+        if not self.prepare():
+            return self._eager(features, cams)
         return self._graphed(features, cams)
 
 
