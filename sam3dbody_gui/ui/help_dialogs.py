@@ -31,14 +31,22 @@ def model_problem_text(problem: str) -> str:
 # read from the actions themselves, so that table cannot go stale).
 VIEW_KEYS = (
     ("Photo (click it, or Alt+1)", (
-        ("Drag on empty space", "draw the person box"),
-        ("Drag inside the box", "move it"),
+        ("Drag on empty space", "add a person: draw their box"),
+        ("Click a box", "select that person (or pick them in the list)"),
+        ("Drag inside the selected box", "move it"),
         ("Drag a handle", "resize it"),
-        ("Arrows (Shift: ×10)", "move the box by 1 px (10 px)"),
-        ("Ctrl+arrows", "move the right / bottom edge"),
-        ("Delete", "no box: use the whole photo"),
+        ("Drag a shown keypoint", "put it where it belongs: the decoder runs again (a keypoint prompt)"),
+        ("Tab / Shift+Tab", "select the next / previous person"),
+        ("Arrows (Shift: ×10)", "move the selected box by 1 px (10 px)"),
+        ("Ctrl+arrows", "move its right / bottom edge"),
+        ("Delete", "remove the selected person (no boxes: the whole photo)"),
         ("Esc", "cancel a drag"),
-        ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo a box change"),
+        ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo a change of the people"),
+    )),
+    ("Video panel (File ▸ Open video…)", (
+        ("Space", "play / pause"),
+        ("Left / Right (Shift: 1 s)", "step a frame"),
+        ("Home / End", "first / last frame"),
     )),
     ("3-D mesh (click it, or Alt+3)", (
         ("Drag, arrows", "orbit"),
