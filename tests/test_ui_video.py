@@ -163,6 +163,25 @@ def _work_lines(session) -> list[dict]:
     return [json.loads(line) for line in session.work_path.read_text().splitlines()[1:]]
 
 
+def _assert_same_records(a, b, rtol: float = 1e-4) -> None:
+    """The same records: the same frames, people, ids and sources, the numbers equal within `rtol`
+    (the two passes may run on pool threads with other intra-op thread counts: the last bits differ)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for key in a:
+            _assert_same_records(a[key], b[key], rtol)
+    elif isinstance(a, list) and a and all(isinstance(v, (int, float)) for v in a):
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=1e-4)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same_records(x, y, rtol)
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=rtol, abs=1e-4)
+    else:
+        assert a == b
+
+
 def test_cancel_then_resume_gives_the_records_of_one_uninterrupted_pass(qtbot, tmp_path, clip, decoded, pipe):
     whole = _panel(qtbot, tmp_path, pipe, work="whole")
     _open(qtbot, whole, clip)
@@ -186,7 +205,7 @@ def test_cancel_then_resume_gives_the_records_of_one_uninterrupted_pass(qtbot, t
     resumed = panel.session.last_pass
     assert resumed.complete and resumed.resumed == len(stopped.records)
     assert resumed.computed == FRAMES - len(stopped.records)
-    assert _work_lines(panel.session) == uninterrupted  # the file read back: the same records
+    _assert_same_records(_work_lines(panel.session), uninterrupted)  # the file read back: the same records
     assert panel.session.work_path.name == whole.session.work_path.name  # keyed as the command line keys it
     assert panel.timeline.band.processed() == FRAMES and panel.progress.value() == FRAMES
 
