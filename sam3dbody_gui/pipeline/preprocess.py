@@ -328,8 +328,8 @@ def warp_crop_tensor(image: torch.Tensor, geom: CropGeometry) -> torch.Tensor:
     """
     if image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError(f"expected an (H, W, C) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
-    parts = torch.from_numpy(position_parts(geom)).to(image.device)
-    return warp_integer_positions(image, parts).permute(2, 0, 1).float().div(255.0).contiguous()
+    parts = torch.from_numpy(position_parts_batch([geom], [False])).to(image.device)
+    return warp_integer_positions_batch(image, parts)[0].permute(2, 0, 1).float().div(255.0).contiguous()
 
 
 def position_parts(geom: CropGeometry) -> np.ndarray:
@@ -356,8 +356,9 @@ def position_parts_batch(geoms: Sequence[CropGeometry], mirrored: Sequence[bool]
 
 
 def warp_integer_positions_batch(image: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
-    """`warp_integer_positions` for N crops of one (H, W, C) uint8 photo at once: (N, S, S, C)
-    int32 from `position_parts_batch` (N, 5, S). A mirrored crop reads column W-1-x where the
+    """The crops (N, S, S, C) as int32 in 0..255 of one (H, W, C) uint8 photo at once, from
+    `position_parts_batch` (N, 5, S): `warp_crop_uint8`'s integer arithmetic in torch (bit-identical,
+    tested). A mirrored crop reads column W-1-x where the
     warp of the flipped photo reads column x: the same pixels, so the same integers as cropping
     a flipped copy (and no flipped copy of the photo is made). Pure tensor code: one kernel
     once torch.compile fuses it."""
@@ -381,33 +382,6 @@ def warp_integer_positions_batch(image: torch.Tensor, parts: torch.Tensor) -> to
             col = cols.clamp(0, width - 1)
             col = torch.where(mirror, width - 1 - col, col)
             term = weight[..., None] * pixels[row_start + col].to(torch.int32)
-            total = term if total is None else total + term
-    full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
-    return torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
-
-
-def warp_integer_positions(image: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
-    """The crop (S, S, C) as int32 in 0..255 from an (H, W, C) uint8 photo and `position_parts`.
-
-    Pure tensor code with static structure, so torch.compile can fuse it into one kernel.
-    """
-    height, width, channels = image.shape
-    x_by_col, y_by_col, x_by_row, y_by_row = parts.unbind(0)
-    x_sub = (x_by_row[:, None] + x_by_col[None, :]) >> _SNAP_SHIFT
-    y_sub = (y_by_row[:, None] + y_by_col[None, :]) >> _SNAP_SHIFT
-    x0, y0 = x_sub >> _SUBPIXEL_BITS, y_sub >> _SUBPIXEL_BITS
-    fx, fy = x_sub & (_SUBPIXEL_ONE - 1), y_sub & (_SUBPIXEL_ONE - 1)
-    pixels = image.reshape(-1, channels)
-    total = None
-    for dy, weight_y in ((0, _SUBPIXEL_ONE - fy), (1, fy)):
-        rows = y0 + dy
-        row_inside = (rows >= 0) & (rows < height)
-        row_start = rows.clamp(0, height - 1) * width
-        for dx, weight_x in ((0, _SUBPIXEL_ONE - fx), (1, fx)):
-            cols = x0 + dx
-            inside = row_inside & (cols >= 0) & (cols < width)
-            weight = (weight_x * weight_y * inside).to(torch.int32)
-            term = weight[:, :, None] * pixels[row_start + cols.clamp(0, width - 1)].to(torch.int32)
             total = term if total is None else total + term
     full_weight = _SUBPIXEL_ONE * _SUBPIXEL_ONE
     return torch.div(total + full_weight // 2, full_weight, rounding_mode="floor")
