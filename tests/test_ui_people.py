@@ -400,3 +400,27 @@ def test_dragging_a_keypoint_reruns_only_the_decoder_and_ends_at_the_last_positi
     while w.state.selected_person.prompts:
         assert w.box_editor.undo()
     assert w.state.selected_person.box == w.state.people[0].box
+
+
+def test_a_keypoint_picked_by_name_goes_where_the_photo_is_clicked(qtbot, window):
+    from sam3dbody_gui.pipeline.keypoint_prompts import MHR70_NAMES, keypoint_index
+
+    w = window
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS):
+        assert w.set_box(LEFT)
+    panel, photo = w.panels.people, w.photo
+    assert panel.keypoint_pick.count() == len(MHR70_NAMES) and panel.place.isEnabled()
+    index = keypoint_index("left_wrist")
+    panel.keypoint_pick.setCurrentIndex(index)
+    panel.place.setChecked(True)
+    assert photo.placing == index
+    where = photo.to_widget(150.0, 200.0).toPoint()
+    with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT_MS, check_params_cb=lambda b: bool(b.result.prompts)) as got:
+        qtbot.mousePress(photo, Qt.MouseButton.LeftButton, pos=where)
+        qtbot.mouseRelease(photo, Qt.MouseButton.LeftButton, pos=where)
+    (prompt,) = got.args[0].result.prompts
+    clicked = photo.to_image(QPointF(where))
+    assert (prompt.name, prompt.index) == ("left_wrist", index)
+    assert (prompt.x, prompt.y) == pytest.approx((clicked.x(), clicked.y()))
+    assert photo.placing == -1 and not panel.place.isChecked()  # one click, one keypoint
+    assert w.state.selected_person.box == LEFT  # the box did not move

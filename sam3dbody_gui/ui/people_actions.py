@@ -27,7 +27,9 @@ class PeopleActions(QObject):
         self.detection.busyChanged.connect(self._on_busy)
         panel.heightEdited.connect(self.set_height)
         panel.promptRemoved.connect(self.remove_prompt)
+        panel.placeToggled.connect(self._placing)
         window.photo.keypointDragged.connect(self.place_prompt)
+        window.photo.dragFinished.connect(lambda: self._placing(-1))
         panel.fovEdited.connect(self.set_field_of_view)
         panel.cameraReset.connect(self.reset_camera)
         window.box_editor.changed.connect(self._warn_duplicates)
@@ -41,6 +43,17 @@ class PeopleActions(QObject):
             return False
         s.post("Detecting people…")
         return self.detection.detect(s.settings, s.image, s.image_id, min_score, min(max_people, MAX_PEOPLE))
+
+    def _placing(self, index: int) -> None:
+        """Place ▸ the next press on the photo puts keypoint `index` there (-1: done)."""
+        photo, panel = self.window.photo, self.window.panels.people
+        photo.placing = index
+        if index >= 0:
+            self.state.post(f"Click where {panel.keypoint_pick.currentText()} is on the photo")
+        elif panel.place.isChecked():
+            panel.place.blockSignals(True)
+            panel.place.setChecked(False)
+            panel.place.blockSignals(False)
 
     def prompt_limit(self) -> int:
         pipeline = self.window.controller.pipeline

@@ -11,7 +11,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from . import style
@@ -64,6 +64,7 @@ class PeoplePanel(QWidget):
     fovEdited = Signal(float)  # the photo's field of view in degrees, typed in
     cameraReset = Signal()  # back to the photo's own camera (EXIF or the default)
     promptRemoved = Signal(int)  # the selected person's prompt on this keypoint (-1: all)
+    placeToggled = Signal(int)  # the MHR70 index to place with the next click on the photo (-1: none)
 
     def __init__(self, state: AppState, status_of: Callable[[int], tuple[str, tuple]] = lambda i: ("", ()),
                  parent: QWidget | None = None) -> None:
@@ -96,6 +97,13 @@ class PeoplePanel(QWidget):
         self.prompts.setAccessibleName("Keypoint prompts of the selected person")
         self.prompts.setToolTip("Keypoints you placed (drag a shown keypoint on the photo). Delete removes one.")
         self.prompts.setMaximumHeight(64)
+        self.keypoint_pick = QComboBox()  # the MHR70 names, filled once a model ran (torch is loaded then)
+        self.keypoint_pick.setToolTip("A keypoint by name: choose it, press Place, then click where it is on the photo")
+        self.keypoint_pick.setAccessibleName("Keypoint to place")
+        self.place = QToolButton()
+        self.place.setText("Place")
+        self.place.setCheckable(True)
+        self.place.setToolTip("The next click on the photo puts the chosen keypoint there (drag to refine)")
         self.remove_prompt = QToolButton()
         self.remove_prompt.setText("Remove prompt")
         self.remove_prompt.setToolTip("Take the chosen prompt away (all of them if none is chosen)")
@@ -134,6 +142,11 @@ class PeoplePanel(QWidget):
         layout.addWidget(self.detect)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.warnings)
+        pick_row = QHBoxLayout()
+        pick_row.setContentsMargins(0, 0, 0, 0)
+        pick_row.addWidget(self.keypoint_pick, 1)
+        pick_row.addWidget(self.place)
+        layout.addLayout(pick_row)
         layout.addWidget(self.prompts)
         layout.addWidget(self.remove_prompt)
         layout.addLayout(buttons)
@@ -143,6 +156,7 @@ class PeoplePanel(QWidget):
         self.fov.valueChanged.connect(lambda v: self.fovEdited.emit(float(v)))
         self.fov_reset.clicked.connect(self.cameraReset)
         self.remove_prompt.clicked.connect(self._remove_prompt)
+        self.place.toggled.connect(lambda on: self.placeToggled.emit(self.keypoint_pick.currentIndex() if on else -1))
         self.detect.clicked.connect(self.detectClicked)
         self.remove.clicked.connect(self.removeClicked)
         self.remove_all.clicked.connect(self.removeAllClicked)
@@ -191,6 +205,12 @@ class PeoplePanel(QWidget):
         said = self.status_of(person.id)[1] if person is not None else ()
         self.warnings.setText("\n".join(f"⚠ {w}" for w in said))
         self.warnings.setVisible(bool(said))
+        if person is not None and self.keypoint_pick.count() == 0 and s.bundle is not None:
+            from ..pipeline.keypoint_prompts import MHR70_NAMES  # torch is loaded by now: a model ran
+
+            self.keypoint_pick.addItems(list(MHR70_NAMES))
+        self.keypoint_pick.setEnabled(person is not None and self.keypoint_pick.count() > 0)
+        self.place.setEnabled(self.keypoint_pick.isEnabled())
         prompts = person.prompts if person is not None else ()
         self.prompts.clear()
         for q in prompts:

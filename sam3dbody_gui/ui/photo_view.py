@@ -76,6 +76,7 @@ class PhotoView(PhotoPainting, QWidget):
         self._drag_box: Optional[Box] = None  # the selected box when the drag began
         self._drew = False  # this draw-drag has made its person already
         self._keypoint = -1  # the keypoint a "keypoint" drag holds
+        self.placing = -1  # a keypoint picked by name (people list): the next press on the photo places it
         self.busy = False
         state.imageChanged.connect(self._on_image)
         state.resultChanged.connect(self._on_result)
@@ -204,9 +205,15 @@ class PhotoView(PhotoPainting, QWidget):
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         pos = ev.position()
         keypoint = self.keypoint_at(pos)
+        placing, self.placing = self.placing, -1
+        if placing >= 0 and self.image_rect().contains(pos):  # a keypoint picked by name: it goes here
+            keypoint = placing
         if keypoint >= 0:  # a shown keypoint of the selected person: drag it where it belongs (a prompt)
             self._drag, self._keypoint = "keypoint", keypoint
             self.dragStarted.emit()
+            if placing >= 0:
+                p = self._clamp_point(self.to_image(pos))
+                self.keypointDragged.emit(keypoint, p.x(), p.y())
             ev.accept()
             return
         hit = self.hit_test(pos)
@@ -229,6 +236,7 @@ class PhotoView(PhotoPainting, QWidget):
         if self._drag is None:
             if self._photo is not None:
                 hit = self.hit_test(pos) or ("move" if self.person_at(pos) is not None else None)
+                hit = None if self.placing >= 0 else hit
                 self.setCursor(QCursor(HANDLE_CURSORS.get(hit, Qt.CursorShape.CrossCursor)))
             return
         if self._drag == "keypoint":
