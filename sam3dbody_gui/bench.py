@@ -175,14 +175,15 @@ class Bench:
         """A pipeline for 'backend:precision[+graph][+dec-compiled][+dec-bf16][+full]': '+graph' runs
         the body decoder (and full mode's hand decoder) as CUDA graphs, '+dec-compiled' compiles the
         body decoder pass and the crop (then captures the pass: implies '+graph'), '+dec-bf16' runs
-        the decoder (not the MHR rig) in bf16, '+full' (used by `end_to_end_rows`) runs full mode
+        the decoder (not the MHR rig) in bf16, '+dec-int8' its image-token k/v projections in int8
+        (the CPU's int8 path, runtime/decoders/int8_image_kv.py), '+full' (used by `end_to_end_rows`) runs full mode
         (the same pipeline, run in full mode). One pipeline per configuration: the end-to-end and
         the people tables share it, so its compiles and captures are made once."""
         backbone_spec, *flags = spec.split("+")
-        unknown = set(flags) - {"graph", "dec-compiled", "dec-bf16", "full"}
+        unknown = set(flags) - {"graph", "dec-compiled", "dec-bf16", "dec-int8", "full"}
         if unknown:
             raise UserError(f"unknown configuration flag(s) {sorted(unknown)} in {spec!r}: "
-                            "use +graph, +dec-compiled, +dec-bf16, +full")
+                            "use +graph, +dec-compiled, +dec-bf16, +dec-int8, +full")
         key = "+".join([backbone_spec] + [f for f in flags if f != "full"])
         if key not in self._pipelines:
             self._pipelines[key] = self._new_pipeline(backbone_spec, flags)
@@ -195,6 +196,14 @@ class Bench:
                 self._decoder_models["dec-bf16"] = load_model_folder(
                     self.model_dir, device=self.device, decoder_dtype=torch.bfloat16, with_backbone=False)
             loaded = self._decoder_models["dec-bf16"]
+        if "dec-int8" in flags:
+            if "dec-int8" not in self._decoder_models:
+                from .runtime.decoders.int8_image_kv import quantize_image_kv_int8
+
+                self._decoder_models["dec-int8"] = load_model_folder(self.model_dir, device=self.device,
+                                                                     with_backbone=False)
+                quantize_image_kv_int8(self._decoder_models["dec-int8"].model)
+            loaded = self._decoder_models["dec-int8"]
         decoder, hand_decoder, cropper = gpu_stages(loaded, self.device, self.cache_dir, "graph" in flags,
                                                     "dec-compiled" in flags, self.progress, fallback=False)
         batch_decoder = batch_decoder_for(loaded, self.device, "graph" in flags or "dec-compiled" in flags,

@@ -79,9 +79,16 @@ def test_compiled_backbone_matches_eager_and_second_start_loads_from_cache(tiny_
     assert not plan_backend(req, files, torch.device("cpu"), ARCH, 512).compile_needed
 
 
-def test_auto_on_cpu_is_eager_fp32(tiny_model_dir, tmp_path):
+def test_auto_on_cpu_is_eager_in_the_cpu_plans_precision_checked_when_fast(tiny_model_dir, tmp_path):
+    from sam3dbody_gui.runtime.cpu_features import this_cpu_plan
+
+    cpu = this_cpu_plan()  # the choice per CPU: tests/test_cpu_fast_path.py
     plan = plan_backend(BackendRequest(cache_dir=tmp_path), find_model_files(tiny_model_dir), torch.device("cpu"), ARCH, 512)
-    assert (plan.kind, plan.precision) == ("pytorch", "fp32")
+    assert (plan.kind, plan.precision, plan.checked) == ("pytorch", cpu.backbone, cpu.fast)
+    assert cpu.reason in plan.reason
+    explicit = plan_backend(BackendRequest(precision="fp32", cache_dir=tmp_path), find_model_files(tiny_model_dir),
+                            torch.device("cpu"), ARCH, 512)
+    assert (explicit.kind, explicit.precision, explicit.checked) == ("pytorch", "fp32", False)
 
 
 def test_tensorrt_missing_is_a_clear_message(tiny_model_dir, monkeypatch):

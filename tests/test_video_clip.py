@@ -49,7 +49,9 @@ def pipe(tiny_model_dir):
 
 
 def _video_args(clip, model, out, work, *extra):
-    args = ["video", str(clip), "--model", str(model), "--device", "cpu", "--work-dir", str(work),
+    # fp32 like `pipe` (on a CPU `auto` may pick int8, tests/test_cpu_fast_path.py)
+    args = ["video", str(clip), "--model", str(model), "--device", "cpu", "--precision", "fp32",
+            "--work-dir", str(work),
             "--out", str(out / "anim.glb"), "--bvh", str(out / "anim.bvh"), "--json", str(out / "frames.jsonl"),
             "--overlay-video", str(out / "overlay.mp4")]
     for box in BOXES:

@@ -69,6 +69,11 @@ def cmd_bench(args) -> None:
     from ..device import resolve_device
 
     _check_output(args.json, {".json"}, "JSON")
+    if getattr(args, "cpu_paths", False):
+        from ..bench_cpu import run_cpu_paths
+
+        print(run_cpu_paths(model_dir_from(args.model), args.json, configs=_split(args.configs)))
+        return
     people = [int(p) for p in _split(args.people)] if getattr(args, "people", None) else None
     if people is not None and (not people or min(people) < 1):
         raise UserError("--people takes positive counts, e.g. 1,2,4,8,16")

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "decoding, and the jitter before and after smoothing (a 1080p synthetic clip)")
     p.add_argument("--video-frames", type=int, default=90, help="frames of the synthetic clip (default 90)")
     p.add_argument("--iterations", type=int, help="timed iterations (default: 300 on GPU after a 2 s warm-up, 5 on CPU)")
+    p.add_argument("--cpu-paths", action="store_true",
+                   help="instead: the CPU table, fp32 against the path auto picks for this CPU (eager and compiled): "
+                        "backbone, end-to-end and mesh deviation on the benchmark images")
     p.add_argument("--autotune", action="store_true",
                    help="compile with max-autotune (minutes to build; default: CUDA graphs only, which measured faster)")
     p.add_argument("--json", type=Path, help="write the same figures as JSON")

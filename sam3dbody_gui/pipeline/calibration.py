@@ -1,5 +1,5 @@
 """The crops FP8 activation scales are measured on: the calibration images (benchmark_images.py),
-preprocessed exactly as a photo is."""
+preprocessed exactly as a photo is; and what a CPU fast backbone is checked on against fp32."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Callable, Iterator
 import torch
 
 from ..model.config import ModelConfig
+from ..model.model_folder import LoadedModel
+from ..runtime.backbones.cpu_check import MeshCheck
 from .benchmark_images import calibration_images
 from .preprocess import crop_geometry, normalize_crop, warp_crop
 
@@ -22,3 +24,31 @@ def calibration_crops(config: ModelConfig, device: torch.device) -> Iterator[tor
 def calibration_for(config: ModelConfig, device: torch.device) -> Callable[[], Iterator[torch.Tensor]]:
     """What runtime.backbones.plan.open_backend takes: made lazily, only when a backbone is quantised."""
     return lambda: calibration_crops(config, device)
+
+
+def mesh_check_for(loaded: LoadedModel) -> MeshCheck:
+    """What a CPU fast backbone is checked on against fp32 when it opens (runtime/backbones/cpu_check.py):
+    the first calibration crop, the body mesh the model's decoder makes of features (camera
+    frame, metres: `MeshResult.vertices_camera`), and the int8 path's decoder part (its
+    image-token k/v projections, runtime/decoders/int8_image_kv.py)."""
+    from ..runtime.decoders.decoder_graph import plausible_camera
+
+    config, device = loaded.config, loaded.device
+
+    def crop() -> torch.Tensor:
+        return next(iter(calibration_crops(config, device)))
+
+    def mesh(features: torch.Tensor) -> torch.Tensor:
+        camera = plausible_camera(config.crop_size, device)
+        out = loaded.model.decode_body(features, camera)
+        return (out["pred_vertices"][0] + out["pred_cam_t"][0][None, :]).float()
+
+    def fast_decoder(precision: str):
+        if precision != "int8":
+            return None
+        from ..runtime.decoders.int8_image_kv import quantize_image_kv_int8, restore_linears
+
+        swaps = quantize_image_kv_int8(loaded.model)
+        return lambda: restore_linears(swaps)
+
+    return MeshCheck(crop, mesh, fast_decoder)

@@ -26,6 +26,7 @@ from ..model.crop_camera import CropCamera
 from ..model.full_mode import HandChecks
 from ..model.model_folder import LoadedModel
 from ..runtime.backbones.base import BackboneBackend
+from ..runtime.backbones.int8_cpu import Int8DynamicLinear
 from ..runtime.backbones.pytorch_backend import PRECISION_NAMES
 from ..runtime.decoders.prompted_graph import LazyPromptedDecoder
 from .device_crop import DeviceCropper
@@ -86,6 +87,8 @@ class Pipeline:
     def decoder_label(self) -> str:
         how = "eager" if self.decoder == self.model.decode_body else getattr(self.decoder, "label", "CUDA graph")
         dtype = self.model.decoder_dtype
+        if any(isinstance(m, Int8DynamicLinear) for m in self.model.decoder.modules()):
+            how += ", int8 image k/v"  # the CPU's int8 path (runtime/decoders/int8_image_kv.py)
         return how if dtype == torch.float32 else f"{how}, {PRECISION_NAMES.get(dtype, str(dtype))}"
 
     def _sync(self) -> None:
@@ -351,7 +354,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
     from ..runtime.backbones.plan import BackendRequest, open_backend, plan_backend
-    from .calibration import calibration_for
+    from .calibration import calibration_for, mesh_check_for
 
     dev = resolve_device(device)
     files = find_model_files(model_dir)
@@ -369,7 +372,9 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                                decoder_dtype=resolve_dtype(decoder_precision))
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress,
-                            calibration=calibration_for(config, dev))
+                            calibration=calibration_for(config, dev), check=mesh_check_for(loaded))
+    if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
+        mesh_check_for(loaded).fast_decoder("int8")
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
     batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
     return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)

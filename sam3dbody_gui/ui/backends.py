@@ -23,8 +23,9 @@ BACKEND_LABELS = {
     "pytorch": "PyTorch (eager)",
     "compiled": "PyTorch compiled (torch.compile: backbone, decoder, crop; compiled once, cached)",
 }
-PRECISION_LABELS = {"auto": "Auto (fp8 compiled / bf16 on CUDA, fp32 on CPU)", "fp32": "fp32 (exact)", "bf16": "bf16",
-                    "fp16": "fp16", "fp8": "fp8 (Ada/Hopper GPUs; calibrated, linear layers)"}
+PRECISION_LABELS = {"auto": "Auto (fp8 compiled / bf16 on CUDA; by the CPU's units on a CPU)", "fp32": "fp32 (exact)",
+                    "bf16": "bf16", "fp16": "fp16", "fp8": "fp8 (Ada/Hopper GPUs; calibrated, linear layers)",
+                    "int8": "int8 (CPU; linear layers, quantised per token)"}
 BACKENDS = tuple((k, BACKEND_LABELS.get(k, k)) for k in RUNTIME_BACKENDS)
 PRECISIONS = tuple((k, PRECISION_LABELS.get(k, k)) for k in RUNTIME_PRECISIONS)
 MODES = (("body", "Body (fast)"), ("full", "Full (body + hand refinement)"))
@@ -58,6 +59,19 @@ def fp8_unavailable_reason() -> str:
     if not fp8_supported(torch.device("cuda")):
         return f"fp8 needs FP8 tensor cores (Ada or Hopper); {torch.cuda.get_device_name(0)} has none"
     return ""
+
+
+def auto_precision_note(device: str = "auto") -> str:
+    """One line: what Auto picks for the backbone on `device` ("auto", "cpu", "cuda") here, and why.
+    On the CPU it is runtime/cpu_features.py's plan (torch is imported by then: the device list needs it)."""
+    if device != "cpu" and cuda_available():
+        return ("Auto on the GPU: bf16, or fp8 for the compiled backbone on GPUs with FP8 tensor cores "
+                "(Ada, Hopper).")
+    from ..runtime.cpu_features import this_cpu_plan
+
+    plan = this_cpu_plan()
+    checked = "; checked against fp32 when the model loads (fp32 if it misses)" if plan.fast else ""
+    return f"Auto on this CPU: {plan.reason}{checked}. The decoder stays fp32."
 
 
 def _model_files(model_dir: Optional[Path]):

@@ -13,7 +13,8 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
-from .backends import MODE_NOTE, MODES, PRECISIONS, backend_choices, device_choices, fp8_unavailable_reason
+from .backends import (MODE_NOTE, MODES, PRECISIONS, auto_precision_note, backend_choices, device_choices,
+                       fp8_unavailable_reason)
 from .file_dialogs import existing_folder
 from .state import Settings
 
@@ -61,6 +62,9 @@ class SettingsDialog(QDialog):
             if reason:
                 _disable_item(self.precision, self.precision.count() - 1, reason)
         self.precision.setCurrentIndex(max(0, self.precision.findData(settings.precision)))
+        self.precision_note = QLabel(self)  # what Auto picks here, and why (the CPU's units)
+        self.precision_note.setObjectName("dim")
+        self.precision_note.setWordWrap(True)
         self.device = QComboBox(self)
         self.device_note = QLabel(self)
         self.device_note.setObjectName("dim")
@@ -90,6 +94,7 @@ class SettingsDialog(QDialog):
         form.addRow("&Backend:", self.backend)
         form.addRow("", self.backend_note)
         form.addRow("&Precision:", self.precision)
+        form.addRow("", self.precision_note)
         form.addRow("&Device:", self.device)
         form.addRow("", self.device_note)
         form.addRow("M&ode:", self.mode)
@@ -105,6 +110,8 @@ class SettingsDialog(QDialog):
         self.demo.toggled.connect(self._update_enabled)
         self.folder.editingFinished.connect(self._fill_backends)
         self.backend.currentIndexChanged.connect(self._update_backend_note)
+        self.device.currentIndexChanged.connect(self._update_precision_note)
+        self._update_precision_note()
         self._fill_backends(settings.backend)
         self._update_enabled()
 
@@ -146,6 +153,9 @@ class SettingsDialog(QDialog):
         lines = [f"{self.backend.itemText(self.backend.findData(k)).split(' — ')[0]}: {r}"
                  for k, r in self.reasons.items()]
         self.backend_note.setText("\n".join(lines))
+
+    def _update_precision_note(self) -> None:
+        self.precision_note.setText(auto_precision_note(self.device.currentData() or "auto"))
 
     def result_settings(self) -> Settings:
         return replace(

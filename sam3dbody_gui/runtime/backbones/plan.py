@@ -2,7 +2,9 @@
 
 auto: TensorRT when a supported version imports, a CUDA GPU exists and a backbone ONNX is known; otherwise
 on CUDA the fastest PyTorch path already in the cache (the compiled backbone if compiled before
-— fp8 on GPUs with FP8, else bf16 — otherwise eager bf16); otherwise eager fp32 on the CPU.
+— fp8 on GPUs with FP8, else bf16 — otherwise eager bf16); on the CPU the precision its units
+run fastest (runtime/cpu_features.py: int8, bf16 or fp32), compiled if compiled before, else
+eager, checked against fp32 when it opens (cpu_check.py) with fp32 as the fallback.
 The user can name any backend and precision instead.
 """
 
@@ -23,6 +25,8 @@ from ...model.model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, ModelFiles, f
 from .base import BackboneBackend
 from ..choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
+from .cpu_check import MeshCheck, open_checked, verdict_path
+from .int8_cpu import quantize_backbone_int8
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
@@ -49,6 +53,7 @@ class BackendPlan:
     backbone_file: Path | None
     reason: str
     compile_needed: bool = False  # "compiled" with nothing in the cache yet
+    checked: bool = False  # a CPU fast path `auto` chose: checked against fp32 at open, fp32 if it misses
 
     @property
     def needs_backbone_weights(self) -> bool:
@@ -66,12 +71,15 @@ def default_cache_dir() -> Path:
 
 
 def _precision(req: BackendRequest, device: torch.device, compiled: bool = False) -> str:
-    """`auto`: fp32 on the CPU; on CUDA bf16, or for the compiled backbone on a GPU with FP8
-    (Ada, Hopper) fp8, the fastest measured there (H100: 4.8 vs 5.5 ms, mesh within 3 mm mean)."""
+    """`auto`: on CUDA bf16, or for the compiled backbone on a GPU with FP8 (Ada, Hopper) fp8, the
+    fastest measured there (H100: 4.8 vs 5.5 ms, mesh within 3 mm mean); on the CPU what its units
+    run fastest (cpu_features.py: int8, bf16 or fp32)."""
     if req.precision != "auto":
         return req.precision
     if device.type != "cuda":
-        return "fp32"
+        from ..cpu_features import this_cpu_plan
+
+        return this_cpu_plan().backbone
     return "fp8" if compiled and fp8_supported(device) else "bf16"
 
 
@@ -91,11 +99,12 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
         if pt2 is None:
             raise ModelFolderError(f"no .pt2 backbone in {files.folder}; give its path (--backbone-file)")
         return BackendPlan("pt2", "as exported", pt2, "chosen")
+    cpu_auto = device.type == "cpu" and req.precision == "auto" and precision != "fp32"  # checked at open
     if req.kind == "compiled":
         cached = _compile_cache(req, device, arch, precision, crop_size).is_file()
-        return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached)
+        return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached, checked=cpu_auto)
     if req.kind == "pytorch":
-        return BackendPlan("pytorch", precision, None, "chosen")
+        return BackendPlan("pytorch", precision, None, "chosen", checked=cpu_auto)
     # auto
     if device.type == "cuda":
         onnx = find_backbone_file(files, ONNX_CANDIDATES)
@@ -110,7 +119,14 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
             return BackendPlan("compiled", compiled_precision, None, f"auto: a compiled backbone is cached{trt_note}")
         return BackendPlan("pytorch", precision, None,
                            f"auto: CUDA without TensorRT or a cached compiled backbone{trt_note}")
-    return BackendPlan("pytorch", "fp32", None, "auto: no CUDA GPU, CPU fp32")
+    from ..cpu_features import this_cpu_plan
+
+    cpu = this_cpu_plan()
+    if cpu_auto and _compile_cache(req, device, arch, precision, crop_size).is_file():
+        return BackendPlan("compiled", precision, None, f"auto: {cpu.reason}; a compiled backbone is cached",
+                           checked=True)
+    why = f"auto: no CUDA GPU; {cpu.reason}" if req.precision == "auto" else "auto: no CUDA GPU"
+    return BackendPlan("pytorch", precision, None, why, checked=cpu_auto)
 
 
 def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
@@ -141,14 +157,20 @@ def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.devic
         with torch.inference_mode():
             calibrate_fp8_(quantized, calibration())
         return quantized, torch.bfloat16
+    if precision == "int8":
+        if device.type != "cpu":
+            raise DeviceError("int8 is the CPU's fast path (dynamic quantisation, oneDNN); on a GPU use bf16 or fp8")
+        quantize_backbone_int8(encoder)
+        return encoder, torch.float32
     dtype = resolve_dtype(precision)
     return encoder.to(dtype), dtype
 
 
 def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device,
                  config: ModelConfig, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None,
-                 calibration: CalibrationCrops | None = None) -> BackboneBackend:
-    """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one."""
+                 calibration: CalibrationCrops | None = None, check: MeshCheck | None = None) -> BackboneBackend:
+    """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one.
+    `check`: what a `checked` plan (a CPU fast path auto chose) is checked on against fp32."""
     arch, crop_size = config.backbone_type, config.crop_size
     if plan.kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackbone
@@ -164,6 +186,8 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         return ExportedProgramBackbone(plan.backbone_file, device)
     if encoder is None:
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
+    if plan.checked and check is not None and device.type == "cpu":
+        return _open_checked_cpu(plan, req, files, config, encoder, check, progress)
     if plan.precision == "fp8":
         progress("calibrating FP8 activation scales")
     prepared, dtype = prepare_encoder(encoder, plan.precision, device, calibration)
@@ -172,3 +196,25 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         return CompiledBackbone(prepared, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress,
                                 precision=plan.precision)
     return PyTorchBackbone(prepared, precision=plan.precision)
+
+
+def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles, config: ModelConfig,
+                      encoder: DinoV3Backbone, check: MeshCheck, progress: Progress) -> BackboneBackend:
+    from ..cpu_features import detect
+
+    device, arch, crop_size = torch.device("cpu"), config.backbone_type, config.crop_size
+    cache_root = req.cache_dir or default_cache_dir()
+
+    def open_fast(fast: torch.nn.Module, dtype: torch.dtype) -> BackboneBackend:
+        if plan.kind == "compiled":
+            return CompiledBackbone(fast, dtype, device, crop_size, _compile_cache(req, device, arch, plan.precision,
+                                                                                  crop_size),
+                                    CompileOptions(req.max_autotune), progress, precision=plan.precision)
+        return PyTorchBackbone(fast, precision=plan.precision)
+
+    verdict_file = verdict_path(cache_root, files.checkpoint, plan.kind, plan.precision, arch, crop_size,
+                                detect().describe())
+    backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
+    if verdict.ok:
+        progress(f"{plan.precision} CPU backbone: {verdict.describe()}")
+    return backend

@@ -1,0 +1,158 @@
+"""The fast CPU backbones (int8, bf16) checked against fp32 when `auto` opens one, with fp32 as
+the fallback — the CPU side of "fast paths check themselves against eager and fall back".
+
+The check is the fidelity limit `compare` reports against: the body mesh from one calibration
+crop through the fast backbone and through the fp32 one, both decoded by the same (fp32)
+decoder, may differ by mean ≤ 5 mm and max ≤ 30 mm over the vertices. Unlike the GPU checks the
+reference costs a full fp32 backbone pass (~9 s for the full-size model on 2 cores), so the
+verdict is kept on disk under a key of everything that changes it (checkpoint, precision,
+backend, CPU, torch); a later start reads it instead.
+
+The encoder is changed in place (its fp32 weights would otherwise be held twice) but reversibly:
+the fp32 tensors stay alive until the check passes, and a failed check puts them back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ...atomic_file import write_bytes_atomic
+from .base import BackboneBackend
+from .int8_cpu import quantize_backbone_int8, restore_linears
+from .pytorch_backend import PyTorchBackbone
+
+FIDELITY_MEAN_MM, FIDELITY_MAX_MM = 5.0, 30.0  # issue 15's limit for every fast path vs fp32
+CPU_FAST_PRECISIONS = ("int8", "bf16")
+PATHS_VERSION = 1  # part of a verdict's key: bump when a fast path's numerics change
+
+
+@dataclass(frozen=True)
+class MeshCheck:
+    """What the check runs on, made by the pipeline (this layer knows no photos or decoders):
+    `crop()` a normalised (1, 3, S, S) crop; `mesh(features)` the (V, 3) camera-frame vertices
+    in metres that the decoder makes of a backbone's features."""
+
+    crop: Callable[[], torch.Tensor]
+    mesh: Callable[[torch.Tensor], torch.Tensor]
+    # The decoder's part of a path: switch it for `precision`, returning how to undo it (None:
+    # nothing to switch). The check then measures backbone and decoder together.
+    fast_decoder: Callable[[str], Callable[[], None] | None] | None = None
+
+
+@dataclass(frozen=True)
+class FidelityVerdict:
+    mean_mm: float
+    max_mm: float
+
+    @property
+    def ok(self) -> bool:
+        return self.mean_mm <= FIDELITY_MEAN_MM and self.max_mm <= FIDELITY_MAX_MM
+
+    def describe(self) -> str:
+        return (f"mesh vs fp32 mean {self.mean_mm:.2f} mm, max {self.max_mm:.2f} mm "
+                f"(limit {FIDELITY_MEAN_MM:g} / {FIDELITY_MAX_MM:g})")
+
+
+def mesh_deviation(got: torch.Tensor, want: torch.Tensor) -> FidelityVerdict:
+    mm = torch.linalg.vector_norm(got.float() - want.float(), dim=-1) * 1000.0
+    return FidelityVerdict(float(mm.mean()), float(mm.max()))
+
+
+class FastEncoder:
+    """`encoder` switched to `precision` in place; `undo()` brings the fp32 one back until `commit()`."""
+
+    def __init__(self, encoder: nn.Module, precision: str) -> None:
+        if precision not in CPU_FAST_PRECISIONS:
+            raise ValueError(f"no CPU fast path for {precision!r}")
+        self.encoder, self.precision = encoder, precision
+        self._swaps: list | None = None
+        self._fp32: dict[str, torch.Tensor] | None = None
+        if precision == "int8":
+            self._swaps = quantize_backbone_int8(encoder)
+        else:
+            self._fp32 = dict(encoder.state_dict())  # the fp32 tensors themselves, not copies
+            encoder.to(torch.bfloat16)
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    def undo(self) -> nn.Module:
+        if self._swaps is not None:
+            restore_linears(self._swaps)
+        if self._fp32 is not None:
+            self.encoder.load_state_dict(self._fp32, assign=True)
+        self.commit()
+        return self.encoder
+
+    def commit(self) -> None:
+        self._swaps = self._fp32 = None
+
+
+def read_verdict(path: Path | None) -> FidelityVerdict | None:
+    try:
+        data = json.loads(Path(path).read_text()) if path is not None else None
+        return None if data is None else FidelityVerdict(float(data["mean_mm"]), float(data["max_mm"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def verdict_path(cache_dir: Path, checkpoint: Path, kind: str, precision: str, arch: str, crop_size: int,
+                 cpu: str) -> Path:
+    """Where the verdict for this checkpoint file (path, size, time), backend, precision and CPU lives."""
+    from ..compile_cache import cache_path
+
+    try:
+        stat = Path(checkpoint).stat()
+        identity = f"{Path(checkpoint).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        identity = str(checkpoint)
+    return cache_path(cache_dir, f"cpu-check-{kind}-{precision}", torch.device("cpu"), checkpoint=identity,
+                      arch=arch, crop=crop_size, cpu=cpu, paths=PATHS_VERSION).with_suffix(".json")
+
+
+def open_checked(encoder: nn.Module, precision: str, open_fast: Callable[[nn.Module, torch.dtype], BackboneBackend],
+                 check: MeshCheck, verdict_file: Path | None,
+                 progress: Callable[[str], None] = lambda m: None) -> tuple[BackboneBackend, FidelityVerdict]:
+    """The fast backbone `open_fast(encoder, input dtype)` makes of `encoder` (fp32, changed in
+    place), with the decoder's part of the path (`check.fast_decoder`), if the mesh stays within
+    the limit; else the fp32 eager backbone and decoder. And the verdict."""
+    verdict = read_verdict(verdict_file)
+    want = crop = None
+    if verdict is None:
+        progress(f"checking the {precision} CPU backbone against fp32 (once: one fp32 pass; the verdict is cached)")
+        crop = check.crop()
+        with torch.inference_mode():
+            want = check.mesh(encoder(crop))
+    fast = FastEncoder(encoder, precision)
+    backend = undo_decoder = None
+
+    def undo() -> nn.Module:
+        if undo_decoder is not None:
+            undo_decoder()
+        return fast.undo()
+
+    try:
+        if verdict is None or verdict.ok:
+            backend = open_fast(encoder, fast.input_dtype)
+            undo_decoder = check.fast_decoder(precision) if check.fast_decoder is not None else None
+        if verdict is None:
+            with torch.inference_mode():
+                verdict = mesh_deviation(check.mesh(backend(crop)), want)
+            if verdict_file is not None:
+                Path(verdict_file).parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(Path(verdict_file), json.dumps(asdict(verdict)).encode())
+    except Exception as exc:  # noqa: BLE001 - fp32 eager is always there to fall back on
+        progress(f"the {precision} CPU backbone is unavailable ({type(exc).__name__}: {exc}); using fp32")
+        return PyTorchBackbone(undo(), precision="fp32"), FidelityVerdict(float("nan"), float("nan"))
+    if verdict.ok:
+        fast.commit()
+        return backend, verdict
+    progress(f"the {precision} CPU path missed the fidelity check ({verdict.describe()}); using fp32")
+    return PyTorchBackbone(undo(), precision="fp32"), verdict
