@@ -26,3 +26,15 @@ def tiny_loaded(tiny_model_dir):
     from sam3dbody_gui.model.model_folder import load_model_folder
 
     return load_model_folder(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model gains nothing from threads, and on a busy two-core machine threads mostly
+    wait for each other (a clip's frame takes 20x longer): one, for the module that asks."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

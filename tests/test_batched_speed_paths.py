@@ -134,18 +134,9 @@ def test_the_batched_decoder_pass_traces_once_for_every_bucket(tiny_loaded):
 
 
 def _decoder_inputs(model, n: int, device):
-    from sam3dbody_gui.model.crop_camera import CropCamera
+    from test_decoder_buckets import _inputs  # the same random people as the captured buckets' test
 
-    g = torch.Generator().manual_seed(n)
-    features = torch.randn(n, model.feature_dim, 32, 32, generator=g)
-    centre = torch.rand(n, 2, generator=g) * 300 + 100
-    side = torch.rand(n, generator=g) * 200 + 200
-    scale = 512 / side
-    affine = torch.zeros(n, 2, 3)
-    affine[:, 0, 0] = affine[:, 1, 1] = scale
-    affine[:, :, 2] = 256 - centre * scale[:, None]
-    k = torch.tensor([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]]).expand(n, 3, 3)
-    return features.to(device), CropCamera(centre, side, affine, k, 512).to(device)
+    return _inputs(model, n, device)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -18,7 +18,6 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import pygltflib as gl  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
@@ -35,12 +34,8 @@ BOXES = [(10, 15, 40, 105), (120, 12, 150, 108)]  # the two figures on the first
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As test_video_clip.py: the tiny model on one thread (a busy two-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """The tiny model on one thread for this module (conftest.py says why)."""
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import av
 import numpy as np
 import pygltflib as gl
 import pytest
-import torch
 
 from sam3dbody_gui.cli import main
 from test_video_reader import corrupt_frame, make_clip
@@ -24,13 +23,8 @@ FRAMES = 12
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from threads, and on a busy two-core machine threads mostly
-    wait for each other (a frame takes 20x longer): one, for this module only."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """The tiny model on one thread for this module (conftest.py says why)."""
 
 
 @pytest.fixture(scope="module")
