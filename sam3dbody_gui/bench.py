@@ -26,7 +26,8 @@ from .pipeline.benchmark_images import benchmark_images
 from .pipeline.calibration import calibration_for
 from .errors import UserError
 from .model.model_folder import LoadedModel, find_model_files, load_model_folder
-from .pipeline.pipeline import Pipeline, batch_decoder_for, gpu_stages
+from .pipeline.build import batch_decoder_for, gpu_stages
+from .pipeline.pipeline import Pipeline
 from .runtime.backbones.base import BackboneBackend
 from .model.model_folder import PT2_CANDIDATES, find_backbone_file
 from .runtime.backbones.plan import BackendRequest, open_backend, plan_backend

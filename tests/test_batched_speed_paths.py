@@ -70,7 +70,7 @@ def test_a_pipeline_cropping_in_one_batch_gives_the_same_people(tiny_model_dir):
     crops every person, and in full mode every hand, in one batch: the same results."""
     from sam3dbody_gui.bundled import sample_image_path
     from sam3dbody_gui.pipeline.image_io import load_image
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     image = load_image(sample_image_path())
     boxes = [(20.0, 10.0, 370.0, 512.0), (200.0, 40.0, 470.0, 500.0)]
@@ -184,7 +184,7 @@ def _jobs(images, boxes):
 def test_people_of_several_photos_in_one_batch_get_what_each_photo_alone_gives(tiny_model_dir):
     from sam3dbody_gui.batch.photo_work import infer, infer_many
     from sam3dbody_gui.batch.settings import BatchSettings
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
     settings = BatchSettings(model_dir=tiny_model_dir, formats=("obj", "json")).checked()

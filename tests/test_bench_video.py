@@ -17,7 +17,7 @@ SIZE = (360, 640)
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -17,7 +17,7 @@ import trimesh
 from PIL import Image, ImageDraw
 
 import sam3dbody_gui.pipeline.image_io as image_io
-import sam3dbody_gui.pipeline.pipeline as pipeline_module
+import sam3dbody_gui.pipeline.build as pipeline_build
 from sam3dbody_gui.cli import EXIT_USER_ERROR, MODEL_ENV, main
 from sam3dbody_gui.model.checkpoint_file import read_checkpoint
 from sam3dbody_gui.model.config import save_model_config
@@ -351,7 +351,7 @@ def no_inference(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("inference work started before the outputs were checked")
 
-    monkeypatch.setattr(pipeline_module, "build_pipeline", forbidden)
+    monkeypatch.setattr(pipeline_build, "build_pipeline", forbidden)
     monkeypatch.setattr(image_io, "load_image", forbidden)
     monkeypatch.setattr(image_io, "load_photo", forbidden)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sam3dbody_gui.pipeline.benchmark_images import benchmark_images
-from sam3dbody_gui.pipeline.pipeline import build_pipeline
+from sam3dbody_gui.pipeline.build import build_pipeline
 from sam3dbody_gui.runtime import cpu_features
 from sam3dbody_gui.runtime.backbones import cpu_check
 from sam3dbody_gui.runtime.backbones.int8_cpu import Int8DynamicLinear

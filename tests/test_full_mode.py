@@ -49,7 +49,7 @@ def golden():
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     return build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
 
@@ -303,7 +303,7 @@ def test_hand_decoder_graph_falls_back_to_eager(tiny_loaded):
 def test_full_mode_with_a_bf16_decoder_captures_the_hand_pass_on_a_gpu(tiny_model_dir):
     """bf16 decoders once sampled keypoint features at indices rounded in bf16 (out of range:
     a device assert that killed the CUDA context in the hand pass's capture)."""
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     image = np.random.default_rng(3).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     pipe = build_pipeline(tiny_model_dir, "cuda", "bf16", backend="pytorch", decoder_precision="bf16")

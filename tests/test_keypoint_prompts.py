@@ -47,7 +47,7 @@ def _same_person(a, b, tol: float) -> None:
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     return build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
 
@@ -122,7 +122,7 @@ def test_the_limit_is_the_configs_max_num_clicks(tiny_model_dir, tmp_path, image
     """A folder whose model_config.yaml says MAX_NUM_CLICKS 3 takes 3 prompts; one that says 1
     refuses 2; the message names the limit and where it comes from."""
     from sam3dbody_gui.model.config import load_model_config, save_model_config
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     config = load_model_config(tiny_model_dir / "model_config.yaml")
     assert config.max_num_clicks == 2
@@ -366,7 +366,7 @@ def test_cli_refuses_more_prompts_than_the_config_allows_before_loading(capsys, 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_on_a_gpu_the_captured_prompted_pass_equals_the_eager_one(tiny_model_dir, image):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     pipe = build_pipeline(tiny_model_dir, device="cuda", precision="fp32", backend="pytorch", compile_decoder=False)
     eager = build_pipeline(tiny_model_dir, device="cuda", precision="fp32", backend="pytorch", cuda_graph=False)

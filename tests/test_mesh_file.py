@@ -13,7 +13,7 @@ from sam3dbody_gui.mesh_math import vertex_normals
 
 @pytest.fixture(scope="module")
 def body(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     image = np.full((480, 360, 3), 128, np.uint8)
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)

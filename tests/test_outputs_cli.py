@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from test_cli import BOX, assert_user_error, run_cli, textured_photo
 
+import sam3dbody_gui.pipeline.build as pipeline_build
 import sam3dbody_gui.pipeline.pipeline as pipeline_module
 from sam3dbody_gui.cli import build_parser
 
@@ -46,7 +47,7 @@ def no_model_load(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the model was loaded before the problem was found")
 
-    monkeypatch.setattr(pipeline_module, "build_pipeline", forbidden)
+    monkeypatch.setattr(pipeline_build, "build_pipeline", forbidden)
 
 
 def infer(photo, model, *args):

@@ -11,7 +11,7 @@ from sam3dbody_gui.export.mesh_file import save_mesh
 
 
 def test_json_frames_are_what_the_arrays_are(tiny_model_dir, tmp_path):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     image = np.full((480, 360, 3), 90, np.uint8)
     result = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch",

@@ -14,7 +14,7 @@ ARRAYS = ("vertices", "keypoints_2d", "keypoints_3d", "joints", "cam_t", "featur
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     return build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
 
@@ -52,7 +52,7 @@ def test_no_people_is_an_empty_list(pipeline):
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
 def test_on_a_gpu_a_batch_equals_each_person_alone_within_its_precision(tiny_model_dir):
     """CUDA graphs per batch size (decoder) and the batched backbone, against one person at a time."""
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     image = load_image(sample_image_path())
     for backend in ("pytorch", "compiled"):

@@ -23,7 +23,7 @@ MM = 1e-3  # metres
 
 @pytest.fixture(scope="module")
 def run(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
     rng = np.random.default_rng(3)

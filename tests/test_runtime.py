@@ -10,7 +10,7 @@ import torch
 
 from sam3dbody_gui.errors import DeviceError, ModelFolderError, UserError
 from sam3dbody_gui.model.model_folder import find_model_files
-from sam3dbody_gui.pipeline.pipeline import build_pipeline
+from sam3dbody_gui.pipeline.build import build_pipeline
 from sam3dbody_gui.runtime.backbones.compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from sam3dbody_gui.runtime.backbones.pt2_backend import ExportedProgramBackbone
 from sam3dbody_gui.runtime.backbones.pytorch_backend import PyTorchBackbone

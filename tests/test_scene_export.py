@@ -19,7 +19,7 @@ BOXES = [(20.0, 10.0, 370.0, 512.0), (200.0, 40.0, 470.0, 500.0)]
 
 @pytest.fixture(scope="module")
 def people(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
     return pipe.run_people(load_image(sample_image_path()), BOXES)

@@ -15,7 +15,7 @@ from sam3dbody_gui.export.turntable_file import save_turntable
 @pytest.fixture(scope="module")
 def photo_and_result(tiny_model_dir):
     from sam3dbody_gui.pipeline.image_io import load_image
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
     from sam3dbody_gui.bundled import SAMPLE_BOX, sample_image_path
 
     image = load_image(sample_image_path())

@@ -21,7 +21,7 @@ def _rss_mib() -> float:
 
 
 def test_api_soak_keeps_memory_flat(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     runs = int(os.environ.get("SOAK_RUNS", "300"))
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)

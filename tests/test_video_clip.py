@@ -37,7 +37,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir):
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
 
     return build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
 

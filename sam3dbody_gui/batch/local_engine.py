@@ -95,7 +95,7 @@ def prepare_output(out_dir: Path, settings: BatchSettings, log: Callable[[str], 
 
 
 def load_pipeline(settings: BatchSettings, log: Callable[[str], None]):
-    from ..pipeline.pipeline import build_pipeline
+    from ..pipeline.build import build_pipeline
 
     pipe = build_pipeline(settings.model_dir, settings.device, settings.precision, backend=settings.backend,
                           progress=log)

@@ -100,7 +100,7 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
     from ..model.model_folder import find_model_files
     from ..pipeline.box import validate_box
     from ..pipeline.image_io import load_photo
-    from ..pipeline.pipeline import build_pipeline
+    from ..pipeline.build import build_pipeline
     from ..pipeline.preprocess import intrinsics_from
     from .keypoint_args import parse_keypoint_args, prompts_per_person
 

@@ -129,7 +129,7 @@ def cmd_video(args) -> None:
         print(f"clip: {args.clip} ({info.width}x{info.height}, {info.fps:.3g} fps, ~{info.frame_count} frames, "
               f"{info.codec})")
         detector, detector_settings = _detector(args) if args.detect else (None, None)
-        from ..pipeline.pipeline import build_pipeline
+        from ..pipeline.build import build_pipeline
 
         pipe = with_oom_message(lambda: build_pipeline(model_dir, args.device, args.precision, backend=args.backend,
                                                        backbone_file=args.backbone_file, progress=print))

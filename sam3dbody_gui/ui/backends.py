@@ -140,7 +140,7 @@ def build_pipeline_for(settings: Settings, model_dir: Path, progress: Callable[.
     """Load `model_dir` as `settings` ask (worker thread; seconds, or minutes when a TensorRT
     engine is built or the backbone compiled for the first time)."""
     from ..model.model_folder import find_model_files
-    from ..pipeline.pipeline import build_pipeline
+    from ..pipeline.build import build_pipeline
 
     find_model_files(model_dir)  # a clear "missing model.ckpt" before any slow work
     return build_pipeline(model_dir, settings.device, settings.precision, backend=settings.backend,

@@ -331,7 +331,7 @@ def step_variants(bench, deadline: float):
 # ---------------------------------------------------------------------------------------------
 def _patched_pipeline(pipe):
     import sam3dbody_gui.batch.local_engine as local_engine
-    import sam3dbody_gui.pipeline.pipeline as pipeline_module
+    import sam3dbody_gui.pipeline.build as pipeline_module
 
     pipeline_module.build_pipeline = lambda *a, **k: pipe
     local_engine.load_pipeline = lambda settings, log: pipe

@@ -11,7 +11,7 @@ timeout 290 python3 -m sam3dbody_gui.cli bench --model /tmp/full --device cuda -
   --video 1,4 --video-frames 90 --iterations 3 2>&1 | grep -v "W1201\|Warning\|warn(" | tail -14
 timeout 100 python3 - <<'PY' 2>&1 | grep -v "W1201\|Warning\|warn("
 import time, numpy as np, torch
-from sam3dbody_gui.pipeline.pipeline import build_pipeline
+from sam3dbody_gui.pipeline.build import build_pipeline
 from sam3dbody_gui.pipeline.benchmark_images import benchmark_images
 item = benchmark_images()[0]
 pipe = build_pipeline("/tmp/full", "cuda", "auto", backend="compiled")

@@ -162,7 +162,7 @@ def main() -> int:
 
     from sam3dbody_gui.model import full_mode
     from sam3dbody_gui.model.full_mode import HandChecks
-    from sam3dbody_gui.pipeline.pipeline import build_pipeline
+    from sam3dbody_gui.pipeline.build import build_pipeline
     from sam3dbody_gui.synthetic.fingerprint import state_fingerprint
     from sam3dbody_gui.synthetic.make import make_synthetic_model
 
