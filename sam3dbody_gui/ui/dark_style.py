@@ -67,7 +67,9 @@ class DarkStyle(QProxyStyle):
         hover = state & (S.State_MouseOver | S.State_HasFocus)
         return QColor(OUTLINE_HOVER if hover else OUTLINE), QColor(FILL)
 
-    def _check_box(self, option, p: QPainter) -> None:
+    def _begin_indicator(self, option, p: QPainter) -> tuple[QRectF, float]:
+        """The indicator's square (centred in its rect) and its side, with the painter saved and set
+        to the outline and fill the state asks for (the caller restores it)."""
         r = QRectF(option.rect).adjusted(1.5, 1.5, -1.5, -1.5)
         side = min(r.width(), r.height())
         r = QRectF(r.center().x() - side / 2, r.center().y() - side / 2, side, side)
@@ -76,6 +78,10 @@ class DarkStyle(QProxyStyle):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(QPen(outline, 1.4))
         p.setBrush(fill)
+        return r, side
+
+    def _check_box(self, option, p: QPainter) -> None:
+        r, side = self._begin_indicator(option, p)
         p.drawRoundedRect(r, 2.5, 2.5)
         mark = QColor(MARK if option.state & S.State_Enabled else OUTLINE)
         pen = QPen(mark, max(1.6, side / 7))
@@ -93,14 +99,7 @@ class DarkStyle(QProxyStyle):
         p.restore()
 
     def _radio(self, option, p: QPainter) -> None:
-        r = QRectF(option.rect).adjusted(1.5, 1.5, -1.5, -1.5)
-        side = min(r.width(), r.height())
-        r = QRectF(r.center().x() - side / 2, r.center().y() - side / 2, side, side)
-        outline, fill = self._colours(option.state)
-        p.save()
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(QPen(outline, 1.4))
-        p.setBrush(fill)
+        r, side = self._begin_indicator(option, p)
         p.drawEllipse(r)
         if option.state & S.State_On:
             p.setPen(Qt.PenStyle.NoPen)

@@ -214,7 +214,7 @@ class MeshView(QWidget):
             self.mesh_item.setVisible(False)
             self.camera_item.setVisible(False)
             return
-        self._show(*display_people([(colour, result) for colour, result in people]))
+        self._show(*display_people(people))
 
     def _on_result(self) -> None:
         b = self.state.bundle

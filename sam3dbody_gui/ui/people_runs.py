@@ -8,7 +8,7 @@ mode it was made in, and catch up when the drag ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .people import WHOLE_PHOTO, people_to_run, result_key
@@ -33,7 +33,7 @@ def _only_prompts_changed(have, key: tuple) -> bool:
 def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> RunPlan:
     """`force`: run everyone (Run / F5, a new model), whatever they show."""
     people = people_to_run(state.people)
-    bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
+    bundle = state.current_bundle
     shown = bundle.people if bundle is not None else {}
     runs, kept, redecodes = [], [], []
     camera = state.camera_key
@@ -43,19 +43,13 @@ def plan_run(state, mode: str, dragging: bool = False, force: bool = False) -> R
         still_good = not force and have is not None and (have.key == key or (
             dragging and person.id != state.selected and have.box == person.box))
         if still_good:
-            kept.append(have if have.colour == person.colour else _recoloured(have, person.colour))
+            kept.append(have if have.colour == person.colour else replace(have, colour=person.colour))
         elif not force and have is not None and _only_prompts_changed(have, key):
             redecodes.append((person.id, key, person.colour, have.result))
         else:
             runs.append((person.id, person.box, key, person.colour))
     selected = state.selected if state.selected is not None else people[0].id
     return RunPlan(tuple(runs), tuple(kept), tuple(p.id for p in people), selected, tuple(redecodes))
-
-
-def _recoloured(shown, colour: int):
-    from dataclasses import replace
-
-    return replace(shown, colour=colour)
 
 
 @dataclass
@@ -83,7 +77,7 @@ class RunStatus:
 
     def line(self, state, person_id: int) -> tuple[str, tuple]:
         """(status line, warnings) of a person."""
-        bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
+        bundle = state.current_bundle
         have = bundle.people.get(person_id) if bundle is not None else None
         warnings = have.warnings if have is not None else ()
         if person_id in self.running:

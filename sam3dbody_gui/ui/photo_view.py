@@ -165,13 +165,17 @@ class PhotoView(PhotoPainting, QWidget):
 
     def person_at(self, p: QPointF) -> Optional[int]:
         """The unselected person whose box holds `p` (the smallest, so a box inside another can be picked)."""
-        inside = [(self.box_rect(q.box).width() * self.box_rect(q.box).height(), q.id) for q in self.state.people
-                  if q.id != self.state.selected and q.box is not None and self.box_rect(q.box).contains(p)]
+        inside = []
+        for q in self.state.people:
+            if q.id != self.state.selected and q.box is not None:
+                r = self.box_rect(q.box)
+                if r.contains(p):
+                    inside.append((r.width() * r.height(), q.id))
         return min(inside)[1] if inside else None
 
     def _selected_keypoints(self) -> Optional[np.ndarray]:
-        b, s = self.state.bundle, self.state
-        if b is None or b.image_id != s.image_id or not s.settings.show_keypoints or s.selected not in b.people:
+        b, s = self.state.current_bundle, self.state
+        if b is None or not s.settings.show_keypoints or s.selected not in b.people:
             return None
         return b.people[s.selected].result.keypoints_2d
 
@@ -343,7 +347,7 @@ class PhotoView(PhotoPainting, QWidget):
         target = self.image_rect()
         p.drawImage(target, self._photo)
         state, settings = self.state, self.state.settings
-        bundle = state.bundle if state.bundle is not None and state.bundle.image_id == state.image_id else None
+        bundle = state.current_bundle
         # What the model found stays on the photo: keypoints (and a mesh) can fall outside it.
         p.setClipRect(target)
         if bundle is not None and self._layer is not None:

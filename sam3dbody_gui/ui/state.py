@@ -237,14 +237,18 @@ class AppState(QObject):
 
     def set_height(self, person_id: int, height_m: Optional[float]) -> bool:
         """Person `person_id` is `height_m` tall (None: not known)."""
-        from dataclasses import replace as changed
-
         person = self.person(person_id)
         if person is None or person.height_m == height_m:
             return False
-        self.set_people(tuple(changed(p, height_m=height_m) if p.id == person_id else p for p in self.people),
+        self.set_people(tuple(replace(p, height_m=height_m) if p.id == person_id else p for p in self.people),
                         self.selected)
         return True
+
+    @property
+    def current_bundle(self) -> Optional[ResultBundle]:
+        """The latest result if it is of the photo open now (None: none yet, or an older photo's)."""
+        b = self.bundle
+        return b if b is not None and b.image_id == self.image_id else None
 
     @property
     def selected_person(self) -> Optional[Person]:
