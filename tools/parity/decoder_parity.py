@@ -68,6 +68,17 @@ class FeatureStandIn(nn.Module):
         return self.features
 
 
+def load_into_upstream(up: nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    """Our synthetic checkpoint's decoder, heads and prompt encoder into upstream's SAM3DBody (the
+    backbone is a stand-in, the MHR rig upstream's own); returns (missing, unexpected) keys that matter."""
+    for head in (up.head_pose, up.head_pose_hand):  # upstream hard-codes the released mesh size
+        head.faces = nn.Parameter(torch.zeros_like(state["head_pose.faces"]), requires_grad=False)
+        head.keypoint_mapping = nn.Parameter(torch.zeros_like(state["head_pose.keypoint_mapping"]), requires_grad=False)
+    missing, unexpected = up.load_state_dict({k: v for k, v in state.items() if not k.startswith("backbone.")},
+                                             strict=False)
+    return [k for k in missing if not k.startswith(("backbone.", "head_pose.mhr.", "head_pose_hand.mhr."))], unexpected
+
+
 def test_image() -> tuple[np.ndarray, np.ndarray]:
     height, width = 720, 1280
     yy, xx = np.mgrid[0:height, 0:width]
@@ -121,12 +132,7 @@ def main() -> int:
     upstream_arch.create_backbone = lambda name, cfg=None: stand_in
     torch.manual_seed(args.seed)
     up = upstream_arch.SAM3DBody(cfg)
-    for head in (up.head_pose, up.head_pose_hand):  # upstream hard-codes the released mesh size
-        head.faces = nn.Parameter(torch.zeros_like(state["head_pose.faces"]), requires_grad=False)
-        head.keypoint_mapping = nn.Parameter(torch.zeros_like(state["head_pose.keypoint_mapping"]), requires_grad=False)
-    decoder_state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-    missing, unexpected = up.load_state_dict(decoder_state, strict=False)
-    missing = [k for k in missing if not k.startswith(("backbone.", "head_pose.mhr.", "head_pose_hand.mhr."))]
+    missing, unexpected = load_into_upstream(up, state)
     if missing or unexpected:
         print("upstream load: missing", missing[:5], "unexpected", unexpected[:5])
         return 2

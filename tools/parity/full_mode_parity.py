@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools" / "parity"))
 
-from decoder_parity import install_shims, test_image  # noqa: E402
+from decoder_parity import install_shims, load_into_upstream, test_image  # noqa: E402
 
 FINAL_KEYS = (
     "pred_vertices", "pred_keypoints_3d", "pred_keypoints_2d", "pred_cam_t", "pred_joint_coords", "global_rot",
@@ -193,12 +193,7 @@ def main() -> int:
     slot = BackboneSlot(encoder, model.feature_dim, model.patch_size)
     upstream_arch.create_backbone = lambda name, cfg=None: slot
     up = upstream_arch.SAM3DBody(cfg)
-    for head in (up.head_pose, up.head_pose_hand):  # upstream hard-codes the released mesh size
-        head.faces = nn.Parameter(torch.zeros_like(state["head_pose.faces"]), requires_grad=False)
-        head.keypoint_mapping = nn.Parameter(torch.zeros_like(state["head_pose.keypoint_mapping"]), requires_grad=False)
-    missing, unexpected = up.load_state_dict({k: v for k, v in state.items() if not k.startswith("backbone.")},
-                                             strict=False)
-    missing = [k for k in missing if not k.startswith(("backbone.", "head_pose.mhr.", "head_pose_hand.mhr."))]
+    missing, unexpected = load_into_upstream(up, state)
     if missing or unexpected:
         print("upstream load: missing", missing[:5], "unexpected", unexpected[:5])
         return 2
@@ -246,9 +241,9 @@ def main() -> int:
         hands = captured["hands"]
         h = result.hands
         print(f"\n[{case}] hand camera start {start[0].tolist()}, checks {overrides or 'upstream defaults'}")
-        print(f"  ours: hands accepted (left, right) {h['accepted'].tolist()}, checks "
-              f"{ {k: v.tolist() for k, v in h['checks'].items()} }, re-run {h['body_rerun']} "
-              f"with {h['prompts_used']} prompts")
+        checks_passed = {k: v.tolist() for k, v in vars(h.checks).items()}
+        print(f"  ours: hands accepted (left, right) {h.accepted.tolist()}, checks {checks_passed}, "
+              f"re-run {h.body_rerun} with {h.prompts_used} prompts")
         rows = []
         ours_final = {
             "pred_vertices": result.vertices, "pred_keypoints_3d": result.keypoints_3d,
@@ -262,8 +257,8 @@ def main() -> int:
         for side, b in enumerate((batch_l, batch_r)):  # the estimator's lhand_bbox / rhand_bbox
             c, s = b["bbox_center"].flatten(0, 1)[0], b["bbox_scale"].flatten(0, 1)[0]
             crop_ref.append(torch.cat([c - s / 2, c + s / 2]))
-        rows.append(("hand boxes xyxy", h["boxes_xyxy"], record["boxes"][0]))
-        rows.append(("hand crop boxes xyxy", h["crop_boxes_xyxy"], torch.stack(crop_ref)))
+        rows.append(("hand boxes xyxy", h.boxes_xyxy, record["boxes"][0]))
+        rows.append(("hand crop boxes xyxy", h.crop_boxes_xyxy, torch.stack(crop_ref)))
         for side, (name, hand_ref) in enumerate((("left", l_out["mhr_hand"]), ("right", r_out["mhr_hand"]))):
             for key in HAND_KEYS:
                 rows.append((f"{name} hand pass {key}", hands[key][side], hand_ref[key][0]))
@@ -275,8 +270,8 @@ def main() -> int:
         golden_cases[case] = {
             "checks": dict(overrides), "hand_camera": None if hand_camera is None else list(hand_camera),
             "outputs": {name: torch.as_tensor(want).float().clone() for name, _, want in rows},
-            "accepted": torch.as_tensor(h["accepted"]), "body_rerun": h["body_rerun"],
-            "prompts_used": h["prompts_used"],
+            "accepted": torch.as_tensor(h.accepted), "body_rerun": h.body_rerun,
+            "prompts_used": h.prompts_used,
         }
     print(f"\nworst relative error {worst:.3e} (tolerance {args.tol:g})")
     accepted = {case: g["accepted"].tolist() for case, g in golden_cases.items()}

@@ -31,13 +31,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from decoder_parity import COMPARED, FeatureStandIn, install_shims, test_image  # noqa: E402
+from decoder_parity import COMPARED, FeatureStandIn, install_shims, load_into_upstream, test_image  # noqa: E402
 
 PROMPTED = tuple(k for k in COMPARED if k not in ("hand_box", "hand_logits"))
 CASES = {
@@ -62,12 +61,7 @@ def upstream_model(folder: Path, model, seed: int, dev: torch.device):
     upstream_arch.create_backbone = lambda name, cfg=None: stand_in
     torch.manual_seed(seed)
     up = upstream_arch.SAM3DBody(cfg)
-    for head in (up.head_pose, up.head_pose_hand):  # upstream hard-codes the released mesh size
-        head.faces = nn.Parameter(torch.zeros_like(state["head_pose.faces"]), requires_grad=False)
-        head.keypoint_mapping = nn.Parameter(torch.zeros_like(state["head_pose.keypoint_mapping"]), requires_grad=False)
-    missing, unexpected = up.load_state_dict({k: v for k, v in state.items() if not k.startswith("backbone.")},
-                                             strict=False)
-    missing = [k for k in missing if not k.startswith(("backbone.", "head_pose.mhr.", "head_pose_hand.mhr."))]
+    missing, unexpected = load_into_upstream(up, state)
     if missing or unexpected:
         raise SystemExit(f"upstream load: missing {missing[:5]} unexpected {unexpected[:5]}")
     return up.to(dev).eval(), cfg, stand_in, state
