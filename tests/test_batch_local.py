@@ -304,13 +304,16 @@ def test_memory_stays_flat_over_a_long_run(pipe, tiny_model_dir, tmp_path):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"m{i:03d}.png")
     replay = ReplayPipeline(pipe.run_people(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), [None])[0])
     settings = BatchSettings(model_dir=tiny_model_dir, formats=("stl",), device="cpu").checked()
+    # The short runs' peak is the largest of three: how many photos are in flight at once (each a
+    # bounded, ~1 MB share here) depends on the machine's pace, and one short run on a busy
+    # machine may never have two, which a longer run then has by chance, not by a leak.
     peaks = []
-    for n in (48, 192):
+    for i, n in enumerate((48, 48, 48, 192)):
         sources = expand_inputs([str(folder)])[:n]
         tracemalloc.start()
-        run_local(sources, settings, tmp_path / f"out{n}", pipeline=replay, log=lambda m: None,
+        run_local(sources, settings, tmp_path / f"out{n}_{i}", pipeline=replay, log=lambda m: None,
                   progress_out=io.StringIO())
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    assert len(lines(tmp_path / "out192")) == 192
-    assert peaks[1] < 1.3 * peaks[0], peaks
+    assert len(lines(tmp_path / "out192_3")) == 192
+    assert peaks[3] < 1.3 * max(peaks[:3]), peaks
