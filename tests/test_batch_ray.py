@@ -75,3 +75,18 @@ def test_ray_engine_missing_is_one_error_line(monkeypatch, tiny_model_dir, tmp_p
     err = capsys.readouterr().err
     assert err.startswith("error: --engine ray needs Ray: pip install 'sam3dbody-gui[cluster]'")
     assert not (tmp_path / "o" / MANIFEST_NAME).exists()
+
+
+def test_inference_actor_fills_model_batches_as_the_local_engine():
+    """The Ray inference actor's photos go to the model in consecutive groups of at most 16 people
+    (a photo with more is a group of its own), as the local engine's batches."""
+    from sam3dbody_gui.batch.photo_work import Job
+    from sam3dbody_gui.batch.ray_engine import person_groups
+
+    def job(i, people):
+        return Job(i, f"p{i}.jpg", "photo", boxes=[(0.0, 0.0, 1.0, 1.0)] * people)
+
+    counts = [4, 4, 4, 4, 1, 20, 3, 16]
+    groups = list(person_groups([job(i, n) for i, n in enumerate(counts)], 16))
+    assert [[j.index for j in g] for g in groups] == [[0, 1, 2, 3], [4], [5], [6], [7]]
+    assert [j.index for g in groups for j in g] == list(range(len(counts)))

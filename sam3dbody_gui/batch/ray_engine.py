@@ -2,9 +2,11 @@
 
     from_items(sources) → flat_map(read: hash, skip, decode; CPU tasks; a video becomes its
             frames, decoded in order by one task, each frame a row of its own)
-      → map(people: a detector actor per GPU, or the whole photo, a task)
-      → map(infer: the model actor pool, one actor per GPU, the model loaded once per actor;
-            every person of a photo in one batch, the crop made on the GPU)
+      → map_batches(people: a detector actor per GPU, DETECT_BATCH photos a call; or the
+            whole photo, a task)
+      → map_batches(infer: the model actor pool, one actor per GPU, the model loaded once per
+            actor; the people of INFER_PHOTOS photos in model batches of up to PERSON_BATCH, as
+            the local engine fills them, the crop made on the GPU)
       → map(write: mesh / JSON files, CPU tasks) → the driver appends the manifest lines
 
 Same functions (photo_work.py), same folder names, same lines as the local engine. The driver
@@ -29,7 +31,7 @@ from typing import Callable, Iterator, Optional, Sequence, TextIO
 from ..errors import UserError
 from . import photo_work
 from .inputs import Source
-from .local_engine import load_person_detector, load_pipeline, prepare_output
+from .local_engine import DETECT_BATCH, PERSON_BATCH, load_person_detector, load_pipeline, prepare_output
 from .manifest import encode_lines, write_parquet
 from .progress import Progress, Tally, outcome
 from .settings import BatchSettings
@@ -42,6 +44,9 @@ INSTALL_HINT = "pip install 'sam3dbody-gui[cluster]' (or: pip install 'ray[data]
 INFER_GPUS, DETECT_GPUS = 0.8, 0.2
 CPU_ACTOR_CPUS = 0.5
 PHOTOS_PER_BLOCK = 4
+# Photos an inference actor takes at a time (1–4 people each fill a few model batches of up to
+# PERSON_BATCH); more would hold finished photos back from the writers.
+INFER_PHOTOS = 8
 
 
 def _ray():
@@ -81,32 +86,57 @@ def _actor_device(settings: BatchSettings) -> str:
     return "auto" if ray.get_gpu_ids() else "cpu"
 
 
+def _jobs(batch: dict) -> list[photo_work.Job]:
+    return [pickle.loads(blob) for blob in batch["job"]]
+
+
+def _packed(jobs: Sequence[photo_work.Job]) -> dict:
+    return {"index": [job.index for job in jobs],
+            "job": [pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL) for job in jobs]}
+
+
+def person_groups(jobs: Sequence[photo_work.Job], limit: int) -> Iterator[list[photo_work.Job]]:
+    """Consecutive jobs in groups of at most `limit` people (a photo with more is a group of its
+    own): the model's batch, as the local engine fills it."""
+    group: list[photo_work.Job] = []
+    for job in jobs:
+        if group and sum(map(photo_work.persons_in, group)) + photo_work.persons_in(job) > limit:
+            yield group
+            group = []
+        group.append(job)
+    if group:
+        yield group
+
+
 class _Detect:
     """An actor: the detector loaded once, by the first photo that needs it (a rerun that skips
-    everything loads nothing)."""
+    everything loads nothing), run once for a batch of photos as the local engine does."""
 
     def __init__(self, settings: BatchSettings, fingerprint: str) -> None:
         self.settings, self.fingerprint, self.detector = settings, fingerprint, None
 
-    def __call__(self, row: dict) -> dict:
-        job = _unpack(row)
-        if not job.settled and self.detector is None:
+    def __call__(self, batch: dict) -> dict:
+        jobs = _jobs(batch)
+        if any(not job.settled for job in jobs) and self.detector is None:
             self.detector = load_person_detector(replace(self.settings, device=_actor_device(self.settings)))
-        return _pack(photo_work.find_people(job, self.settings, self.fingerprint, self.detector))
+        return _packed(photo_work.find_people_many(jobs, self.settings, self.fingerprint, self.detector))
 
 
 class _Infer:
-    """An actor: the model loaded once per actor (per GPU), by its first photo, then photo after
-    photo."""
+    """An actor: the model loaded once per actor (per GPU), by its first photo; the people of a
+    batch of photos run as one model batch of up to PERSON_BATCH, as in the local engine."""
 
     def __init__(self, settings: BatchSettings, fingerprint: str) -> None:
         self.settings, self.fingerprint, self.pipe = settings, fingerprint, None
 
-    def __call__(self, row: dict) -> dict:
-        job = _unpack(row)
-        if not job.settled and self.pipe is None:
+    def __call__(self, batch: dict) -> dict:
+        jobs = _jobs(batch)
+        if any(not job.settled for job in jobs) and self.pipe is None:
             self.pipe = load_pipeline(replace(self.settings, device=_actor_device(self.settings)), lambda m: None)
-        return _pack(photo_work.infer(job, self.pipe, self.settings, self.fingerprint))
+        done: list[photo_work.Job] = []
+        for group in person_groups(jobs, PERSON_BATCH):
+            done.extend(photo_work.infer_many(group, self.pipe, self.settings, self.fingerprint))
+        return _packed(done)
 
 
 def _write(row: dict, out_dir: str, settings: BatchSettings, fingerprint: str) -> dict:
@@ -134,11 +164,13 @@ def build_dataset(sources: Sequence[Source], settings: BatchSettings, out_dir: P
     ds = ds.flat_map(_read, fn_kwargs={"fingerprint": fp, "done": done})
     if settings.people == "detect":
         detect = {"num_gpus": DETECT_GPUS} if gpus else {"num_cpus": CPU_ACTOR_CPUS}
-        ds = ds.map(_Detect, fn_constructor_args=(settings, fp), compute=ray.data.ActorPoolStrategy(size=actors),
-                    **detect)
+        ds = ds.map_batches(_Detect, fn_constructor_args=(settings, fp),
+                            compute=ray.data.ActorPoolStrategy(size=actors), batch_size=DETECT_BATCH,
+                            batch_format="numpy", **detect)
     else:
         ds = ds.map(_whole_image, fn_kwargs={"settings": settings, "fingerprint": fp}, num_cpus=0.1)
-    ds = ds.map(_Infer, fn_constructor_args=(settings, fp), compute=ray.data.ActorPoolStrategy(size=actors), **actor)
+    ds = ds.map_batches(_Infer, fn_constructor_args=(settings, fp), compute=ray.data.ActorPoolStrategy(size=actors),
+                        batch_size=INFER_PHOTOS, batch_format="numpy", **actor)
     return ds.map(_write, fn_kwargs={"out_dir": str(out_dir), "settings": settings, "fingerprint": fp},
                   num_cpus=CPU_ACTOR_CPUS)
 
