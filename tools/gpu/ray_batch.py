@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--backend", default="compiled")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--clip-frames", type=int, default=0, help="also a 1080p clip of 2 walking figures")
     args = ap.parse_args()
 
     from people_speed import make_photos
@@ -159,6 +160,11 @@ def main() -> None:
     t = time.perf_counter()
     make_photos(folder, args.photos)
     say(f"made {args.photos} 1080p photos in {time.perf_counter() - t:.1f} s")
+    if args.clip_frames:
+        from sam3dbody_gui.bench_video import make_bench_clip
+
+        make_bench_clip(folder / "clip.mp4", people=2, frames=args.clip_frames)
+        say(f"made a 1080p clip of {args.clip_frames} frames")
     settings = BatchSettings(model_dir=args.model, formats=tuple(args.formats.split(",")), people="detect",
                              detector_dir=args.detector, max_people=4, min_score=0.0, device=args.device,
                              backend=args.backend, precision=args.precision).checked()

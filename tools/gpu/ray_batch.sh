@@ -16,5 +16,5 @@ python3 -m sam3dbody_gui.cli make-synthetic /tmp/full --size full --exports none
 wait; tail -2 "$OUT/make.log"
 echo "setup took $(( $(date +%s) - START )) s"
 timeout $(( ${BUDGET:-570} - ($(date +%s) - START) )) python3 tools/gpu/ray_batch.py --model /tmp/full \
-  --detector "$DET" --photos "${PHOTOS:-500}" --engines "${ENGINES:-local,ray}" 2>&1 \
+  --detector "$DET" --photos "${PHOTOS:-500}" --engines "${ENGINES:-local,ray}" --clip-frames "${CLIP_FRAMES:-0}" 2>&1 \
   | grep -v "W1201\|Warning\|warn(\|DeprecationWarning" | tail -60
