@@ -20,6 +20,12 @@ the model keeps up, a batch is the one photo there is; when it does not, photos 
 batches grow, which is when the GPU needs them (one photo of 2.5 people would leave it mostly
 idle between launches).
 
+On a GPU the detector is runtime/detector_fast.py's: its own CUDA stream, pinned uploads, one
+graph replay and one host copy per batch, so the people thread overlaps the model stage instead
+of queueing behind it (the plain detector cost 21-52 ms of host time a call and was the run's
+bottleneck). Mesh files cost ~13 ms of a core per GLB person: at 300 persons/s that is about
+four cores, hence `writers` processes (the CLI's default: a quarter of the cores).
+
 Every hand-over is a bounded queue, so a slow disk or a slow decoder holds the producers back
 instead of filling memory, and at most READ_AHEAD + PEOPLE_AHEAD + one batch of decoded photos
 exist at a time however long the run. The model runs in the main thread (where a GPU context and Ctrl+C both live); reading
@@ -103,11 +109,13 @@ def load_pipeline(settings: BatchSettings, log: Callable[[str], None]):
     return pipe
 
 
-def load_person_detector(settings: BatchSettings):
+def load_person_detector(settings: BatchSettings, log: Callable[[str], None] = print):
+    """On a GPU the batched fast path (CUDA graphs, resize on the device, its own stream; checked
+    against the plain path when it loads, which it falls back to), on the CPU the plain one."""
     from ..device import resolve_device
-    from ..model.detector import load_detector
+    from ..runtime.detector_fast import load_batch_detector
 
-    return load_detector(settings.detector_dir, device=resolve_device(settings.device))
+    return load_batch_detector(settings.detector_dir, resolve_device(settings.device), log)
 
 
 class _Run:
@@ -210,7 +218,7 @@ class _Run:
                 self.slots.release()
             if (any(not job.settled for job in jobs) and self.settings.people == "detect"
                     and self.detector is None):
-                self.detector = load_person_detector(self.settings)
+                self.detector = load_person_detector(self.settings, self.log)
             for job in photo_work.find_people_many(jobs, self.settings, self.fp, self.detector):
                 self._put(self.people_q, job)
         self._put(self.people_q, _END)

@@ -30,6 +30,14 @@ from .detector_postprocess import (DEFAULT_MAX_PEOPLE, DEFAULT_MIN_SCORE, DEFAUL
                                    check_settings, select_people)
 
 
+def check_photo(image) -> None:
+    """One clear error for anything but an (H, W, 3) uint8 RGB photo."""
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+            and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
+        shape = getattr(image, "shape", None)
+        raise ImageError(f"the detector needs an (H, W, 3) uint8 RGB photo, got {type(image).__name__} {shape}")
+
+
 @dataclass(frozen=True)
 class RawOutputs:
     logits: torch.Tensor  # (queries, classes), before the sigmoid
@@ -53,10 +61,7 @@ class PersonDetector:
         """(H, W, 3) uint8 RGB -> (1, 3, 640, 640) as the network expects, on its device."""
         from PIL import Image
 
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
-                and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
-            shape = getattr(image, "shape", None)
-            raise ImageError(f"the detector needs an (H, W, 3) uint8 RGB photo, got {type(image).__name__} {shape}")
+        check_photo(image)
         spec = self.found.preprocess
         h, w = spec.size_hw
         resized = Image.fromarray(np.ascontiguousarray(image)).resize((w, h), resample=spec.resample)

@@ -121,3 +121,60 @@ def select_people(logits: torch.Tensor, pred_boxes: torch.Tensor, photo_hw: tupl
     people = [PersonBox(tuple(float(v) for v in boxes[i].tolist()), float(scores[i])) for i in kept.tolist()]
     return Detections(people, found, len(people) < found, float(min_score),
                       None if max_people is None else int(max_people))
+
+
+# -- several photos at once, on the device ---------------------------------------------------
+# Greedy NMS is sequential, but its answer is the unique fixed point of
+#     keep[i] = candidate[i] and no kept j ranked before i overlaps i beyond the threshold,
+# and iterating that equation from "keep every candidate" makes the first t ranks right after t
+# rounds. A few rounds settle real detections (a duplicate of a duplicate is rare); one more
+# round says whether they did, and a photo that did not is finished on the host (select_people).
+NMS_ROUNDS = 8
+
+
+def select_people_batched(person_logits: torch.Tensor, pred_boxes: torch.Tensor, photo_hw: torch.Tensor,
+                          min_score: torch.Tensor, nms_iou: torch.Tensor,
+                          rounds: int = NMS_ROUNDS) -> dict[str, torch.Tensor]:
+    """Static-shape selection for a batch (no host sync, so it can be captured in a CUDA graph).
+    `person_logits` (B, Q), `pred_boxes` (B, Q, 4) fractions, `photo_hw` (B, 2), `min_score` and
+    `nms_iou` 0-d tensors. Returns `order` (B, Q): queries by score, highest first (stable);
+    `kept` (B, Q) bool in that order; `settled` (B,) bool: the rounds reached greedy NMS's answer."""
+    scores = torch.sigmoid(person_logits.float())
+    h, w = photo_hw[:, 0:1].float(), photo_hw[:, 1:2].float()
+    cx, cy, bw, bh = pred_boxes.float().unbind(-1)
+    xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], dim=-1)
+    limit = torch.stack([w, h, w, h], dim=-1)  # (B, 1, 4)
+    boxes = torch.minimum(xyxy.clamp(min=0.0), limit)
+    wide = (boxes[..., 2] - boxes[..., 0] >= MIN_BOX_PIXELS) & (boxes[..., 3] - boxes[..., 1] >= MIN_BOX_PIXELS)
+    candidate = (scores >= min_score) & wide
+    # Candidates first, by score; the rest after (their order does not matter: never kept).
+    ranked = torch.where(candidate, scores, torch.full_like(scores, -1.0))
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
+    boxes = boxes.gather(1, order[..., None].expand(-1, -1, 4))
+    candidate = candidate.gather(1, order)
+    q = boxes.shape[1]
+    earlier = torch.ones(q, q, dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j ranked before i
+    overlaps = (torch.vmap(box_iou)(boxes, boxes) > nms_iou) & earlier & candidate[:, :, None]
+    kept = candidate
+    for _ in range(rounds):
+        kept = candidate & ~(kept[:, :, None] & overlaps).any(1)
+    again = candidate & ~(kept[:, :, None] & overlaps).any(1)
+    return {"order": order, "kept": kept, "settled": (again == kept).all(1)}
+
+
+def people_from_selection(person_logits: torch.Tensor, pred_boxes: torch.Tensor, order: torch.Tensor,
+                          kept: torch.Tensor, photo_hw: tuple[int, int], min_score: float,
+                          max_people: Optional[int]) -> Detections:
+    """One photo's Detections from `select_people_batched`'s (host) outputs: the kept queries'
+    boxes and scores computed as select_people computes them."""
+    chosen = order[kept]
+    found = len(chosen)
+    if max_people is not None:
+        chosen = chosen[: int(max_people)]
+    # Over every query, then indexed, as select_people does: a vectorised sigmoid of another
+    # length may round the last bit differently.
+    scores = torch.sigmoid(person_logits.float())[chosen]
+    boxes = boxes_to_photo(pred_boxes, photo_hw)[chosen]
+    people = [PersonBox(tuple(float(v) for v in b.tolist()), float(s)) for b, s in zip(boxes, scores)]
+    return Detections(people, found, len(people) < found, float(min_score),
+                      None if max_people is None else int(max_people))

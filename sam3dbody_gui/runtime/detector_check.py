@@ -1,0 +1,104 @@
+"""Does the fast detector find what the plain one finds? The load-time check of detector_fast.py.
+
+The plain path (model/detector.py: PIL resize on the host, the network in fp32, eager, the
+selection on the host) is the reference. The fast path must find, on each probe photo, the same
+number of people, and pair them one to one with the reference's people:
+
+    boxes    every coordinate within BOX_TOL_INPUT_PX pixels of the network's 640x640 input
+             (2 px: 0.3 % of the photo's side; the network's boxes are fractions of that input,
+             and its finest feature map has a stride of 8 input pixels, so two pixels is well
+             under what it resolves; on a 1080p photo, 6 px across and 3.4 px down)
+    scores   within SCORE_TOL (0.02) of the reference's
+
+Pairing is by rank where it can be, else greedy by the nearest box, so two people whose scores
+are closer than the rounding may swap places without failing. No cap and the default threshold:
+every person the cap could pick is compared.
+
+The reference runs the plain path on the same batch the fast path runs (four probes: one bucket
+of 4, then the first alone: a bucket of 1), as the engine ran the plain detector before (batched,
+photo_work.detect_many). Batch size changes a convolution's rounding in the last bits, and where
+scores are as close as the synthetic detector's (every query ~0.98) that alone picks other people;
+the same batch keeps the fp32 fast path exact (its graphs replay the eager kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..model.detector_postprocess import DEFAULT_MIN_SCORE, Detections
+
+BOX_TOL_INPUT_PX = 2.0
+SCORE_TOL = 0.02
+
+
+def probe_photos() -> list[np.ndarray]:
+    """Four photos of the shapes a batch meets: the bundled portrait as it is (512x512), stretched
+    to 1080p landscape, mirrored and stretched to 720x1280 portrait, and a 4:3 corner of it."""
+    from PIL import Image
+
+    from ..bundled import sample_image_path
+
+    with Image.open(sample_image_path()) as photo:
+        base = np.asarray(photo.convert("RGB"))
+    wide = np.asarray(Image.fromarray(base).resize((1920, 1080), Image.BILINEAR))
+    tall = np.asarray(Image.fromarray(np.ascontiguousarray(base[:, ::-1])).resize((720, 1280), Image.BILINEAR))
+    corner = np.ascontiguousarray(base[: base.shape[0] * 3 // 4])
+    return [np.ascontiguousarray(base), wide, tall, corner]
+
+
+def plain_batch(plain, photos: list[np.ndarray], min_score: float = DEFAULT_MIN_SCORE,
+                max_people: Optional[int] = None) -> list[Detections]:
+    """The plain path on `photos` as one batch: PIL, the fp32 module eagerly, select_people."""
+    from ..model.detector_postprocess import DEFAULT_NMS_IOU, select_people
+
+    with torch.inference_mode():
+        # channels_last, as `prepare` gives one photo (a plain cat would be NCHW: other kernels)
+        pixels = torch.cat([plain.prepare(p) for p in photos]).contiguous(memory_format=torch.channels_last)
+        out = plain.model(pixel_values=pixels)
+        logits, boxes = out.logits.float().cpu(), out.pred_boxes.float().cpu()
+    return [select_people(logits[i], boxes[i], tuple(p.shape[:2]), plain.found.person_id, min_score,
+                          DEFAULT_NMS_IOU, max_people) for i, p in enumerate(photos)]
+
+
+def compare_detections(ref: Detections, got: Detections, photo_hw: tuple[int, int]) -> Optional[str]:
+    """None when `got` finds the people `ref` finds (within the tolerances), else why not."""
+    if ref.found != got.found or len(ref.people) != len(got.people):
+        return f"found {got.found} people where the plain path found {ref.found}"
+    if not ref.people:
+        return None
+    h, w = photo_hw
+    tol = torch.tensor([w, h, w, h], dtype=torch.float64) * BOX_TOL_INPUT_PX / 640.0
+    a = torch.tensor([p.box_xyxy for p in ref.people], dtype=torch.float64)
+    b = torch.tensor([p.box_xyxy for p in got.people], dtype=torch.float64)
+    sa = torch.tensor([p.score for p in ref.people], dtype=torch.float64)
+    sb = torch.tensor([p.score for p in got.people], dtype=torch.float64)
+    # (N, N): how far each pair is, in tolerances (<= 1: the same person)
+    far = torch.maximum(((a[:, None] - b[None]).abs() / tol).amax(-1), (sa[:, None] - sb[None]).abs() / SCORE_TOL)
+    free = torch.ones(len(b), dtype=torch.bool)
+    for i in range(len(a)):
+        j = i if free[i] and far[i, i] <= 1 else int(torch.where(free, far[i], torch.inf).argmin())
+        if far[i, j] > 1:
+            box_px = float((a[i] - b[j]).abs().max())
+            return (f"person {i} of the plain path has no match (nearest: box {box_px:.1f} px off, score "
+                    f"{abs(float(sa[i] - sb[j])):.3f} off; allowed {float(tol.max()):.1f} px, {SCORE_TOL})")
+        free[j] = False
+    return None
+
+
+def check_fast(fast, plain, photos: Optional[list[np.ndarray]] = None) -> Optional[str]:
+    """None when `fast` matches `plain` on every probe photo, as one batch and the first alone;
+    else the first difference, in words."""
+    photos = probe_photos() if photos is None else photos
+    ref = plain_batch(plain, photos)
+    batch = fast.detect_many(photos, min_score=DEFAULT_MIN_SCORE, max_people=None)
+    for k, (photo, want, got) in enumerate(zip(photos, ref, batch)):
+        why = compare_detections(want, got, photo.shape[:2])
+        if why:
+            return f"probe {k} ({photo.shape[1]}x{photo.shape[0]}, in a batch of {len(photos)}): {why}"
+    alone = fast.detect(photos[0], min_score=DEFAULT_MIN_SCORE, max_people=None)
+    why = compare_detections(plain.detect(photos[0], min_score=DEFAULT_MIN_SCORE, max_people=None), alone,
+                             photos[0].shape[:2])
+    return f"probe 0 alone: {why}" if why else None
