@@ -210,3 +210,30 @@ def test_a_batch_run_with_it_writes_the_plain_runs_manifest(tiny_model_dir, dete
         outs.append(lines(out))
     assert len([r for r in outs[0] if r["status"] == "ok"]) == 6
     assert_same_manifest(outs[0], outs[1])
+
+
+def test_scalar_writes_become_fills_while_capturing():
+    """RT-DETR's `spatial_shapes[level, 0] = height` is a copy from a host scalar, which a CUDA
+    graph capture refuses; under the capture's mode it becomes a fill of the same value (checked
+    here with a device the CPU has: a host scalar copied into a meta tensor)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sam3dbody_gui.runtime.detector_fast import ScalarWritesAsFills
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    target = torch.zeros(3, 2, dtype=torch.long, device="meta")
+    with Ops() as seen, ScalarWritesAsFills():  # what `cuda_tensor[i, j] = int` dispatches to
+        target[1, 0].copy_(torch.tensor(7))
+    assert "aten.fill_.Scalar" in seen.names and "aten.copy_.default" not in seen.names
+    host = torch.zeros(3, 2, dtype=torch.long)
+    with ScalarWritesAsFills():
+        host[1, 0] = 7  # same device: left as the copy it is
+    assert host[1, 0].item() == 7

@@ -32,6 +32,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model.detector import PersonDetector, check_photo, load_detector
 from ..model.detector_postprocess import (DEFAULT_MAX_PEOPLE, DEFAULT_MIN_SCORE, DEFAULT_NMS_IOU, Detections,
@@ -43,6 +44,22 @@ BUCKETS = (1, 2, 4, 8)  # photos a network call takes; the engine's DETECT_BATCH
 PRECISIONS = ("fp16", "bf16", "fp32")  # tried in this order on a GPU
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _WARMUP = 3
+
+
+class ScalarWritesAsFills(TorchDispatchMode):
+    """transformers' RT-DETR writes Python ints into a device tensor each call
+    (`spatial_shapes[level, 0] = height`): a copy from an unpinned host scalar, which a CUDA
+    graph capture refuses. Those values are the bucket's fixed feature-map sizes, so a fill with
+    the value baked into the graph is the same thing. Only while capturing: a replay runs no
+    Python."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.copy_.default:
+            dst, src = args[0], args[1]
+            if src.device.type == "cpu" and src.dim() == 0 and dst.device != src.device and not src.is_pinned():
+                return dst.fill_(src.item())
+        return func(*args, **kwargs)
 
 
 class _Bucket:
@@ -117,7 +134,8 @@ class FastDetector:
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
         # thread_local: the body model may be loading or running in another thread meanwhile
-        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"), \
+                ScalarWritesAsFills():
             bucket.out = self._forward(bucket)
         bucket.graph = graph
 

@@ -133,7 +133,7 @@ def time_detectors(det_dir: Path, device, photos: list) -> dict:
     batch = photos[:8]
     rounds = 10 if device.type == "cuda" else 2
     for name, fn in (("old", lambda: detect_many(plain, batch, 0.0, 4)),
-                     ("new", lambda: fast.detect_many(batch, min_score=0.0, max_people=4))):
+                     ("new", lambda: detect_many(fast, batch, 0.0, 4))):  # plain if it fell back
         fn()
         times = []
         for _ in range(rounds):
@@ -327,6 +327,10 @@ def main() -> None:
         model_dir, det_dir = assets
         photos = load_photos(folder, 16) if folder else []
         fast = time_detectors(det_dir, device, photos) if photos else None
+        if fast is None:  # the step failed part way: the batch still runs, with what the engine would load
+            from sam3dbody_gui.runtime.detector_fast import load_batch_detector
+
+            fast = load_batch_detector(det_dir, device, log=say)
 
         @step("pipeline")
         def build():
