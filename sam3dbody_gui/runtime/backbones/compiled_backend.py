@@ -29,23 +29,84 @@ Progress = Callable[[str], None]
 BATCH_BUCKETS = (2, 4, 8, 16)
 
 
+# A tuned compile must give the default compile's numbers up to kernel rounding: max |Δ| over
+# max |feature| (bf16/fp8 outputs; a different GEMM tiling or fusion moves the last bf16 bits).
+TUNED_TOLERANCE = 2e-2
+
+
 @dataclass(frozen=True)
 class CompileOptions:
+    """How Inductor compiles the backbone. The defaults are what was measured fastest so far;
+    the rest are candidates `tools/gpu/backbone_variants.py` measures (see `TUNINGS`):
+      gemm_backends       Inductor's GEMM choices under max-autotune, e.g. "TRITON" or "ATEN,TRITON":
+                          a Triton template (fp8 `_scaled_mm` included) can take the epilogue — the
+                          weight scales, bias, residual and the next layer's quantise — so the GEMM
+                          output is not written and read back; cuBLAS cannot;
+      coordinate_descent  Inductor's coordinate-descent tuning of the element-wise kernels' blocks;
+      static_batches      the batch buckets compiled with static shapes, one graph per size,
+                          instead of one dynamic-batch compile (reductions tiled for the real size).
+    Anything but the defaults is checked against the encoder run eagerly when it opens."""
+
     max_autotune: bool = False
+    gemm_backends: str = ""
+    coordinate_descent: bool = False
+    static_batches: bool = False
+
+    @property
+    def tuned(self) -> bool:
+        """Any of the candidates beyond plain max-autotune (those open with a check against eager)."""
+        return self != CompileOptions(max_autotune=self.max_autotune)
+
+    def cache_key(self) -> dict:
+        """The fields that key the compile cache: the defaults of later fields are left out, so
+        caches made before those fields existed still match."""
+        default = CompileOptions()
+        return {k: v for k, v in asdict(self).items() if k == "max_autotune" or v != getattr(default, k)}
 
     def mode(self) -> str | None:
         # CUDA graphs are ours (below), not torch.compile's: its graph manager costs ~1 ms of
         # host time per call, a fifth of the backbone on an H100.
         return "max-autotune-no-cudagraphs" if self.max_autotune else None
 
+    def compile_kwargs(self) -> dict:
+        """torch.compile's `mode` or `options` (it takes one or the other)."""
+        if not (self.gemm_backends or self.coordinate_descent):
+            return {"mode": self.mode()}
+        options: dict[str, object] = {"triton.cudagraphs": False, "epilogue_fusion": True}
+        if self.max_autotune or self.gemm_backends:
+            options.update(max_autotune=True, max_autotune_gemm=True)
+        if self.gemm_backends:
+            options["max_autotune_gemm_backends"] = self.gemm_backends
+        if self.coordinate_descent:
+            options["coordinate_descent_tuning"] = True
+        return {"options": options}
+
     def describe(self) -> str:
-        return "max-autotune" if self.max_autotune else "default kernels"
+        parts = ["max-autotune" if self.max_autotune or self.gemm_backends else "default kernels"]
+        if self.gemm_backends:
+            parts.append(f"GEMMs from {self.gemm_backends}")
+        if self.coordinate_descent:
+            parts.append("coordinate descent")
+        if self.static_batches:
+            parts.append("static batch shapes")
+        return ", ".join(parts)
+
+
+# Named candidates (the GPU script measures each; `plan.py` can pass one as the compile options).
+TUNINGS: dict[str, CompileOptions] = {
+    "default": CompileOptions(),
+    "static-batches": CompileOptions(static_batches=True),
+    "autotune": CompileOptions(max_autotune=True),
+    "triton-epilogue": CompileOptions(gemm_backends="TRITON", static_batches=True),
+    "aten-triton-epilogue": CompileOptions(gemm_backends="ATEN,TRITON", static_batches=True),
+    "tuned": CompileOptions(gemm_backends="ATEN,TRITON", coordinate_descent=True, static_batches=True),
+}
 
 
 def compile_cache_path(cache_dir: Path, arch: str, precision: str, device: torch.device, crop_size: int,
                        options: CompileOptions) -> Path:
     return cache_path(cache_dir, f"backbone-{arch}-{precision}-{device.type}", device, arch=arch, precision=precision,
-                      crop=crop_size, options=asdict(options), graph="own CUDA graph")
+                      crop=crop_size, options=options.cache_key(), graph="own CUDA graph")
 
 
 class CompiledBackbone(BackboneBackend):
@@ -66,13 +127,17 @@ class CompiledBackbone(BackboneBackend):
             progress(f"loaded compiled kernels from the cache ({self.cache_file.name})")
         else:
             progress(f"compiling the backbone ({precision}, {options.describe()}; one time, takes minutes)")
-        self.compiled = torch.compile(self.encoder, mode=options.mode(), fullgraph=True, dynamic=False)
+        self.options = options
+        self.compiled = torch.compile(self.encoder, fullgraph=True, dynamic=False, **options.compile_kwargs())
         t0 = time.perf_counter()
         # The one input tensor the compiled code ever sees (dynamo guards on dtype and layout;
         # a miss would recompile, minutes with max-autotune, in the middle of a user's run).
         self.static_input = torch.zeros(1, 3, crop_size, crop_size, device=self.device, dtype=dtype)
         with torch.inference_mode():
             self.compiled(self.static_input)  # compile now, not on the first photo
+        self.check = None
+        if options.tuned:
+            self._check_tuned(crop_size, progress)
         self.graph = None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -87,7 +152,32 @@ class CompiledBackbone(BackboneBackend):
         self.buckets = tuple(sorted(batch_buckets))
         self._bucket_graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         if self.buckets:
-            self._prepare_batches(crop_size, options, progress)
+            self._prepare_batches(crop_size, self.options, progress)
+
+    def _check_tuned(self, crop_size: int, progress: Progress) -> None:
+        """A tuned compile against the encoder run eagerly on a probe crop; on a miss (or an error)
+        back to the default compile, said in `progress` and kept in `self.check`."""
+        probe = torch.randn(1, 3, crop_size, crop_size, generator=torch.Generator().manual_seed(0))
+        probe = probe.to(device=self.device, dtype=self.dtype)
+        try:
+            with torch.inference_mode():
+                want = self.encoder(probe).float()
+                self.static_input.copy_(probe)
+                got = self.compiled(self.static_input).float()
+            relative = float((got - want).abs().max() / want.abs().max().clamp(min=1e-12))
+        except Exception as exc:  # noqa: BLE001 - a template that fails to run
+            relative, why = float("nan"), f"{type(exc).__name__}: {str(exc)[:120]}"
+        else:
+            why = f"{relative:.2%} of the largest feature off eager"
+        self.check = relative
+        if relative <= TUNED_TOLERANCE:
+            progress(f"tuned compile ({self.options.describe()}) matches eager: {why}")
+            return
+        progress(f"tuned compile ({self.options.describe()}) missed its check ({why}); using the default kernels")
+        self.options = CompileOptions()
+        self.compiled = torch.compile(self.encoder, fullgraph=True, dynamic=False, **self.options.compile_kwargs())
+        with torch.inference_mode():
+            self.compiled(self.static_input)
 
     @property
     def batched(self) -> bool:
@@ -101,10 +191,15 @@ class CompiledBackbone(BackboneBackend):
         progress(f"{'loading' if cached else 'compiling'} the backbone for several people at once "
                  f"(batches of {', '.join(map(str, self.buckets))})")
         t0 = time.perf_counter()
-        self.batch_compiled = torch.compile(self.encoder, mode=options.mode(), fullgraph=True, dynamic=None)
+        # Static batches: one compiled object, recompiled per bucket size (dynamo's recompile limit
+        # is 8, above the 4 buckets); else one dynamic-batch compile for all.
+        self.batch_compiled = torch.compile(self.encoder, fullgraph=True,
+                                            dynamic=False if options.static_batches else None,
+                                            **options.compile_kwargs())
         for size in self.buckets:
             static = torch.zeros(size, *self.static_input.shape[1:], device=self.device, dtype=self.dtype)
-            torch._dynamo.mark_dynamic(static, 0, min=2, max=max(self.buckets))
+            if not options.static_batches:
+                torch._dynamo.mark_dynamic(static, 0, min=2, max=max(self.buckets))
             with torch.inference_mode():
                 self.batch_compiled(static)
             torch.cuda.synchronize(self.device)

@@ -3,6 +3,11 @@
 The program is moved to the target device with torch's own pass (constants created inside the
 graph move too), its single user input is discovered from the graph signature, and the crop is
 cast to the dtype that input was exported with.
+
+`speed` (pt2_fast.py): "as-is" runs the program's module as exported (an INT8 QDQ program at
+fp32-eager speed); "lowered" puts its QDQ linears on int8 GEMMs; "compiled" also compiles it
+(on a GPU replayed as one CUDA graph). Each step is checked against the program run as is on a
+probe crop and dropped, with a message, if it fails or differs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch.export.passes import move_to_device_pass
 
 from ...errors import ModelFolderError
 from .base import BackboneBackend, BackendInfo, describe_device
+from .pt2_fast import PT2_SPEEDS, FastProgram, speed_up
 
 PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -36,7 +42,10 @@ def _weight_precision(program: torch.export.ExportedProgram) -> str:
 
 
 class ExportedProgramBackbone(BackboneBackend):
-    def __init__(self, path: Path, device: torch.device) -> None:
+    def __init__(self, path: Path, device: torch.device, speed: str = "as-is", half_attention: bool = False,
+                 progress=lambda message: None) -> None:
+        if speed not in PT2_SPEEDS:
+            raise ValueError(f"unknown .pt2 speed {speed!r}: choose from {', '.join(PT2_SPEEDS)}")
         path = Path(path)
         if not path.is_file():
             raise ModelFolderError(f".pt2 backbone not found: {path}")
@@ -53,9 +62,16 @@ class ExportedProgramBackbone(BackboneBackend):
         self.device = torch.device(device)
         program = move_to_device_pass(program, self.device)
         self.module = program.module()
-        self.info = BackendInfo("pt2", _weight_precision(program), describe_device(self.device))
+        self.fast: FastProgram = speed_up(self.module, speed, self.device, self.input_shape, self.input_dtype,
+                                          half_attention, progress)
+        precision = _weight_precision(program)
+        if self.fast.steps:
+            precision += " (" + ", ".join(self.fast.steps) + ")"
+        self.info = BackendInfo("pt2", precision, describe_device(self.device))
         self.path = path
 
     def __call__(self, crop: torch.Tensor) -> torch.Tensor:
-        out = self.module(crop.to(self.input_dtype))
-        return out[0] if isinstance(out, (tuple, list)) else out
+        """Features of `crop`; after a "compiled" CUDA speed-up they live in the graph's output
+        buffer, which the next call overwrites (clone to keep them)."""
+        with torch.inference_mode():
+            return self.fast.run(crop.to(self.input_dtype))
