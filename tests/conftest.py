@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The window and `infer` build the compiled fast path in the background and swap it in
+# (pipeline/warm_start.py); tests compare runs exactly, so they start blocking unless a test
+# asks for a warm start (test_warm_start.py).
+os.environ.setdefault("SAM3DBODY_GUI_WARM_START", "0")
 
 TINY_SEED = 0
 

@@ -146,11 +146,19 @@ def run_and_save(image_path: Path, boxes: Optional[list], model_dir: Path, args,
                        config.max_num_clicks)
     pixels = _pixels_for_people(photo, boxes, crop_size, mode)
 
+    from ..pipeline.warm_start import warm_start_wanted
+
+    # Warm: the photo runs on the eager path at once (warm_start.py), in the fast path's precision.
+    # No background build: one photo could never use it, and the process must not end while a
+    # compile runs on another thread (seen on the CPU: an abort at exit).
     pipeline = with_oom_message(lambda: build_pipeline(
-        model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print))
+        model_dir, args.device, args.precision, backend=args.backend, backbone_file=args.backbone_file, progress=print,
+        warm_start=warm_start_wanted(), background_build=False))
     print(f"model: {model_dir} ({pipeline.loaded.report.summary()})")
     print(f"backbone: {pipeline.backbone.info.label()}; decoder: {pipeline.decoder_label}")
     results = with_oom_message(lambda: pipeline.run_people(pixels, boxes, k, mode=mode, prompts=prompts))
+    if pipeline.fast_path_status:
+        print(f"fast path: {pipeline.fast_path_status}; this photo ran on {results[0].backend}")
     for i, said in enumerate(prompts or []):
         if said:
             print(f"keypoint prompts{'' if len(boxes) == 1 else f' (person {i})'}: "

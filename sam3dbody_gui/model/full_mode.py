@@ -70,6 +70,12 @@ class HandChecks:
     wrist_distance: float = 0.25  # hand wrist to body wrist, in hand-crop sides
 
 
+def _columns(t: torch.Tensor, index) -> torch.Tensor:
+    """`t[:, index]` for a fixed list of indices, without an index tensor made on the host (a
+    host→device copy is not allowed inside a CUDA-graph capture)."""
+    return torch.stack([t[:, i] for i in index], dim=1)
+
+
 # ----------------------------------------------------------------------------------- boxes --
 def hand_boxes_xyxy(hand_box: torch.Tensor, cam: CropCamera) -> torch.Tensor:
     """The body pass's hand boxes (B, 2, 4) (centre x, centre y, w, h in [0, 1] of the crop)
@@ -113,8 +119,8 @@ def decode_hands(model: SAM3DBody, features: torch.Tensor, cams: CropCamera) -> 
 def _local_wrist(model: SAM3DBody, joint_rots: torch.Tensor, wrist_global: torch.Tensor) -> torch.Tensor:
     """The wrists' local rotations (B, 2, 3, 3) that give them `wrist_global` on the arms of
     `joint_rots` (B, 127, 3, 3)."""
-    rest = model.head_pose.joint_rotation.float()[list(WRIST_TWIST_JOINTS)]
-    zero_wrist = joint_rots[:, list(LOWER_ARM_JOINTS)] @ rest
+    rest = _columns(model.head_pose.joint_rotation.float()[None], WRIST_TWIST_JOINTS)[0]
+    zero_wrist = _columns(joint_rots, LOWER_ARM_JOINTS) @ rest
     return zero_wrist.transpose(-1, -2) @ wrist_global
 
 
@@ -150,7 +156,7 @@ def hand_check_masks(
     side = two(hand_cams.box_size.float())
     extent = two(hands["pred_keypoints_2d_cropped"].abs().amax(dim=(1, 2)))
     hand_wrist = _hand_wrists_in_photo(hands, image_width)  # (B, 2, 2)
-    body_wrist = body["pred_keypoints_2d"][:, [LEFT_WRIST_KP, RIGHT_WRIST_KP]]
+    body_wrist = _columns(body["pred_keypoints_2d"], (LEFT_WRIST_KP, RIGHT_WRIST_KP))
     # Upstream divides each hand's distance by the *other* hand's crop side; kept for parity.
     distance = (hand_wrist - body_wrist).norm(dim=-1) / side.flip(1)
     masks = {
@@ -166,7 +172,7 @@ def hand_check_masks(
 
 def _wrist_angles(body_pose: torch.Tensor) -> torch.Tensor:
     """(B, 133) body pose → (B, 2, 3) intrinsic XZY angles of the (left, right) wrists."""
-    return body_pose[:, [p for side in WRIST_POSE_PARAMS for p in side]].unflatten(1, (2, 3))
+    return _columns(body_pose, [p for side in WRIST_POSE_PARAMS for p in side]).unflatten(1, (2, 3))
 
 
 def _hand_wrists_in_photo(hands: dict, image_width: int) -> torch.Tensor:
@@ -184,25 +190,22 @@ def wrist_elbow_prompts(body: dict, hands: dict, cam: CropCamera, image_width: i
     points = torch.stack([hand_wrist[:, RIGHT], hand_wrist[:, LEFT],
                           body["pred_keypoints_2d"][:, RIGHT_ELBOW_KP], body["pred_keypoints_2d"][:, LEFT_ELBOW_KP]], 1)
     crop = cam.full_to_crop_normalized(points)
-    labels = torch.tensor(PROMPT_LABELS, device=crop.device, dtype=crop.dtype).expand(crop.shape[0], -1)
+    labels = torch.stack([torch.full_like(crop[:, 0, 0], label) for label in PROMPT_LABELS], dim=1)
     return torch.cat([crop, labels[..., None]], dim=-1)
 
 
-def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera,
-                prompts: torch.Tensor, accepted: torch.Tensor,
-                user_prompts: torch.Tensor | None = None) -> tuple[dict | None, torch.Tensor]:
-    """The body decoder from the body estimate, prompted with the prompts whose hand was accepted
-    and which lie in the crop. Returns (the pass or None when no prompt is left, prompts used (B,)).
+def rerun_prompts(prompts: torch.Tensor, accepted: torch.Tensor,
+                  user_prompts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The re-run's hand/elbow prompts (B, 4, 3) as the prompt encoder takes them ([0, 1] crop
+    coordinates + MHR70 index) and which are usable (B, 4): their hand was accepted and they lie
+    in the crop. Static shapes, no host syncs (CUDA-graph capturable).
 
-    One person (upstream's rule): only points strictly inside the crop count, the others are
-    dropped (a host decision, as upstream's). Several persons: points on the crop's edge count
-    too, and the others become 'invalid' points, so the shape stays fixed.
-
-    `user_prompts` (B, P, 3), [0, 1] crop coordinates + MHR70 index (LABEL_INVALID pads): the
-    user's keypoints, sent in the same pass (upstream has no user prompts in full mode; this is
-    its re-run with the user's points added). A keypoint the user placed is not also prompted
-    from the hand or the elbow estimate: the user's place wins."""
-    crop, hand_ok = prompts[..., :2], accepted[:, list(PROMPT_HAND)]
+    One person (upstream's rule): only points strictly inside the crop are usable, and the caller
+    drops the others (`kept_prompts`, a host decision, as upstream's). Several persons: points on
+    the crop's edge count too, and the others become 'invalid' points, so the shape stays fixed.
+    A keypoint the user placed (`user_prompts`, see `refine_body`) is not also prompted from the
+    hand or the elbow estimate: the user's place wins."""
+    crop, hand_ok = prompts[..., :2], _columns(accepted, PROMPT_HAND)
     if user_prompts is not None:
         user_prompts = user_prompts.to(prompts)
         hand_ok = hand_ok & ~(prompts[..., 2:3] == user_prompts[:, None, :, 2]).any(dim=-1)
@@ -210,21 +213,45 @@ def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: 
     prompt = torch.cat([coords, prompts[..., 2:]], dim=-1)
     if prompt.shape[0] == 1:
         usable = ((crop > -0.5) & (crop < 0.5)).all(dim=-1) & hand_ok
-        keep = torch.nonzero(usable[0]).flatten().tolist()
-        if not keep and user_prompts is None:
-            return None, usable.sum(dim=1)
-        prompt = prompt[:, keep]
     else:
         usable = ((crop >= -0.5) & (crop <= 0.5)).all(dim=-1) & hand_ok
         invalid = torch.zeros_like(prompt)
         invalid[..., 2] = LABEL_INVALID
         prompt = torch.where(usable[..., None], prompt, invalid)
-    if user_prompts is not None:
-        prompt = torch.cat([prompt, user_prompts.to(prompt)], dim=1)
+    return prompt, usable
+
+
+def kept_prompts(usable: torch.Tensor) -> list[int]:
+    """One person: the indices of its usable prompts (the one host sync of the re-run)."""
+    return torch.nonzero(usable[0]).flatten().tolist()
+
+
+def rerun_decoder(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera,
+                  prompt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The body decoder from the body estimate, prompted with `prompt` (B, P, 3)."""
     prev = torch.cat([body["pred_pose_raw"], body["shape"], body["scale"], body["hand"], body["face"],
                       body["pred_cam"]], dim=1)
     feats = model.prompt_encoder.add_no_mask(body_features.to(model.decoder_dtype))
-    return model.run_decoder(model.body_branch(), feats, cam, prompt, prev.to(model.decoder_dtype)), usable.sum(dim=1)
+    return model.run_decoder(model.body_branch(), feats, cam, prompt, prev.to(model.decoder_dtype))
+
+
+def _rerun_body(model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera,
+                prompts: torch.Tensor, accepted: torch.Tensor,
+                user_prompts: torch.Tensor | None = None) -> tuple[dict | None, torch.Tensor]:
+    """The body decoder from the body estimate, prompted with the prompts whose hand was accepted
+    and which lie in the crop (`rerun_prompts`). Returns (the pass or None when no prompt is left,
+    prompts used (B,)). `user_prompts` (B, P, 3), [0, 1] crop coordinates + MHR70 index
+    (LABEL_INVALID pads): the user's keypoints, sent in the same pass (upstream has no user
+    prompts in full mode; this is its re-run with the user's points added)."""
+    prompt, usable = rerun_prompts(prompts, accepted, user_prompts)
+    if prompt.shape[0] == 1:
+        keep = kept_prompts(usable)
+        if not keep and user_prompts is None:
+            return None, usable.sum(dim=1)
+        prompt = prompt[:, keep]
+    if user_prompts is not None:
+        prompt = torch.cat([prompt, user_prompts.to(prompt)], dim=1)
+    return rerun_decoder(model, body, body_features, cam, prompt), usable.sum(dim=1)
 
 
 def refine_body(
@@ -237,11 +264,22 @@ def refine_body(
     pass's keys, plus per hand (B, 2): `hand_checks_*` (each check), `hand_passed_checks`, `hand_used`
     (replaced the body's hand), the measured `hand_wrist_angle`, `hand_wrist_distance`,
     `hand_keypoint_extent`; and per person (B,): `hand_prompts_used`, `body_rerun`.
-    `user_prompts`: the user's keypoint prompts, added to the re-run (see `_rerun_body`)."""
+    `user_prompts`: the user's keypoint prompts, added to the re-run (see `_rerun_body`).
+
+    In three steps a captured version can replay (runtime/decoders/compiled_hand_refine.py):
+    the checks and prompts, the re-run, `fuse_hands`."""
     masks = hand_check_masks(model, body, hands, hand_cams, image_width, checks)
-    accepted = masks["accepted"]
     prompts = wrist_elbow_prompts(body, hands, cam, image_width)
-    rerun, prompts_used = _rerun_body(model, body, body_features, cam, prompts, accepted, user_prompts)
+    rerun, prompts_used = _rerun_body(model, body, body_features, cam, prompts, masks["accepted"], user_prompts)
+    return fuse_hands(model, body, rerun, hands, masks, cam, checks, prompts_used)
+
+
+def fuse_hands(model: SAM3DBody, body: dict, rerun: dict | None, hands: dict, masks: dict[str, torch.Tensor],
+               cam: CropCamera, checks: HandChecks, prompts_used: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The accepted hands' pose, scale and shape put on the (re-run, or else the first) body, the
+    wrist angles solved so the arm meets each hand's orientation, and the rig run once more.
+    Static shapes, no host syncs (CUDA-graph capturable)."""
+    accepted = masks["accepted"]
     cur = dict(body) if rerun is None else rerun
     n = accepted.shape[0]
     left = {k: v[:n] for k, v in hands.items()}
@@ -266,10 +304,10 @@ def refine_body(
     take = (rotation_angle_between(body_wrist_local, fused) < checks.wrist_angle) & accepted  # B, 2
     wrist_xzy = _fix_wrist_euler(intrinsic_xzy_from_rotmat(fused))
 
-    params = [p for side in WRIST_POSE_PARAMS for p in side]
-    index = torch.tensor(params, device=accepted.device)
     wrists = torch.where(take[..., None], wrist_xzy, _wrist_angles(cur["body_pose"])).flatten(1)
-    body_pose = cur["body_pose"].index_copy(1, index, wrists)
+    body_pose = cur["body_pose"].clone()
+    for column, param in enumerate(p for side in WRIST_POSE_PARAMS for p in side):
+        body_pose[:, param] = wrists[:, column]
     hand = torch.where(take[..., None], hand_pose.unflatten(1, (2, NUM_HAND_PCA)),
                        cur["hand"].unflatten(1, (2, NUM_HAND_PCA))).flatten(1)
     scale = cur["scale"]

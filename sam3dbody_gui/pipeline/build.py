@@ -1,6 +1,14 @@
 """Building a Pipeline: a model folder and a backend request (or `auto`) → the loaded model, the
 backbone backend, and on a GPU the captured / compiled decoder passes and the crop
-(see pipeline.py for what a Pipeline does with them)."""
+(see pipeline.py for what a Pipeline does with them).
+
+Blocking (`warm_start=False`, bench and the batch engine): everything is built before the first
+run. Warm (the window, `infer`): the eager path opens at once and the compiled stages are built
+on a background thread and swapped in when checked (warm_start.py).
+
+The backbone is loaded straight into the precision it runs in (BackendPlan.load_dtype): before,
+it was loaded in fp32 on the GPU (3.1 GiB for the 840 M backbone) and cast or quantised there,
+so the fp32 copy set the GPU's peak."""
 
 from __future__ import annotations
 
@@ -20,18 +28,24 @@ if TYPE_CHECKING:
 def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto", backend: str = "auto",
                    backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "auto",
                    progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None,
-                   compile_decoder: bool | None = None) -> Pipeline:
+                   compile_decoder: bool | None = None, warm_start: bool = False,
+                   background_build: bool = True, load_in_run_precision: bool = True) -> Pipeline:
     """Load a model folder and open the backbone backend the request (or `auto`) names.
 
     `compile_decoder`: on CUDA, also compile the decoder pass and the crop (TorchInductor; a
     minute the first time, cached after). None: when the backbone is compiled too.
     `decoder_precision`: "auto" is bf16 for a compiled decoder (the fast path; the MHR rig stays
-    fp32) and fp32 otherwise."""
+    fp32) and fp32 otherwise. `warm_start`: answer at once with the eager path and build the
+    compiled one in the background (`pipeline.fast_path_status` says how that goes);
+    `background_build` False: the eager path only (`infer`: one photo could never use the
+    compiled one, and a process must not exit while a build still runs).
+    `load_in_run_precision` False: the backbone loaded in fp32 and cast after, as before (only
+    to measure what that cost: tools/gpu/cold_start.py)."""
     from ..device import resolve_device, resolve_dtype
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
-    from ..runtime.backbones.plan import BackendRequest, open_backend, plan_backend
+    from ..runtime.backbones.plan import BackendRequest, open_backend, plan_backend, warm_start_plans
     from .calibration import calibration_for, mesh_check_for
 
     dev = resolve_device(device)
@@ -40,22 +54,95 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     backbone_arch(config.backbone_type)  # an unknown architecture fails here, before loading anything
     request = BackendRequest(kind=backend, precision=precision, backbone_file=backbone_file, cache_dir=cache_dir)
     plan = plan_backend(request, files, dev, config.backbone_type, config.crop_size)
+    target = None
+    if warm_start:
+        plan, target = warm_start_plans(plan, request, dev)
     if compile_decoder is None:
-        compile_decoder = plan.kind == "compiled"
+        compile_decoder = (target or plan).kind == "compiled"
     compile_decoder = compile_decoder and cuda_graph and dev.type == "cuda"
     if decoder_precision == "auto":
         decoder_precision = "bf16" if compile_decoder else "fp32"
     progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
-                               decoder_dtype=resolve_dtype(decoder_precision))
+                               decoder_dtype=resolve_dtype(decoder_precision),
+                               backbone_dtype=plan.load_dtype if load_in_run_precision else torch.float32)
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress,
                             calibration=calibration_for(config, dev), check=mesh_check_for(loaded))
     if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
         mesh_check_for(loaded).fast_decoder("int8")
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()  # what casting / quantising freed goes back (mem_get_info sees it)
+    if target is not None:
+        return _warm_pipeline(loaded, backbone, target, request, dev, cuda_graph, compile_decoder, progress,
+                              background_build)
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
     batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
     return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)
+
+
+def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch.device, cuda_graph: bool,
+                   compile_decoder: bool, progress: Callable[[str], None], background: bool = True) -> Pipeline:
+    """The pipeline on the eager `backbone` and decoder, its fast stages (`target`'s compiled
+    backbone, on CUDA the compiled decoder passes and crop) building in the background."""
+    from .calibration import calibration_crops
+    from .warm_start import BackgroundFastPath
+
+    pipeline = Pipeline(loaded, backbone)
+    if backbone.info.precision != target.precision:  # the checked CPU path fell back to fp32: nothing to compile
+        pipeline.fast_path_status = f"not built: the {target.precision} path fell back to {backbone.info.precision}"
+        return pipeline
+    if not background:
+        pipeline.fast_path_status = f"not built (the eager {target.precision} path answers; no background build asked)"
+        return pipeline
+    pipeline.fast_path = BackgroundFastPath(
+        pipeline, lambda: _fast_stages(pipeline, target, request, device, cuda_graph, compile_decoder, progress),
+        lambda: next(iter(calibration_crops(loaded.config, device))), progress,
+        what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""))
+    progress(f"answering with the eager {target.precision} backbone; {pipeline.fast_path.what} "
+             "is compiling in the background")
+    pipeline.fast_path.start()
+    return pipeline
+
+
+def _fast_stages(pipeline: Pipeline, target, request, device: torch.device, cuda_graph: bool, compile_decoder: bool,
+                 progress: Callable[[str], None]):
+    """Runs on the background thread: the compiled backbone on the eager one's very modules (no
+    second copy of the weights), then on CUDA the decoder passes and the crop (gpu_stages)."""
+    from ..runtime.backbones.compiled_backend import CompileOptions, CompiledBackbone
+    from ..runtime.backbones.plan import compiled_cache_file
+    from ..runtime.decoders.prompted_graph import LazyPromptedDecoder
+    from .warm_start import FastStages
+
+    eager, config = pipeline.backbone, pipeline.config
+    cache = compiled_cache_file(request, device, config.backbone_type, target.precision, config.crop_size)
+    stages = FastStages(backbone=CompiledBackbone(eager.encoder, eager.dtype, device, config.crop_size, cache,
+                                                  CompileOptions(request.max_autotune), progress,
+                                                  precision=target.precision))
+    if device.type == "cuda" and cuda_graph:
+        notes: list[str] = []
+        stages.decoder, stages.hand_decoder, stages.cropper = gpu_stages(
+            pipeline.loaded, device, request.cache_dir, cuda_graph, compile_decoder, _noting(progress, notes))
+        stages.batch_decoder = batch_decoder_for(pipeline.loaded, device, cuda_graph, compile_decoder,
+                                                 request.cache_dir, _noting(progress, notes))
+        stages.prompted_decoder = LazyPromptedDecoder(pipeline.model, config.crop_size, device, graph=True)
+        prepare_hands = getattr(stages.hand_decoder, "prepare", None)
+        if callable(prepare_hands):  # full mode's hand pass captured here too, not on the first full-mode run
+            progress("capturing full mode's hand decoder")
+            prepare_hands()
+        stages.notes = notes
+    return stages
+
+
+def _noting(progress: Callable[[str], None], notes: list[str]) -> Callable[[str], None]:
+    """`progress`, keeping the fall-backs it reports (a compiled decoder that fell back to the
+    captured one) for the status line."""
+    def say(message: str) -> None:
+        if "unavailable" in message:
+            notes.append(message)
+        progress(message)
+
+    return say
 
 
 def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None, graph: bool, compiled: bool,
@@ -89,7 +176,8 @@ def gpu_stages(loaded: LoadedModel, device: torch.device, cache_dir: Path | None
     if decoder is None:
         progress("capturing the decoder as a CUDA graph")
         decoder = graph_body_decoder(loaded.model, crop_size, device)
-    hand_decoder = LazyHandDecoder(loaded.model, crop_size, device, graph=True)  # full mode, on first use
+    hand_decoder = LazyHandDecoder(loaded.model, crop_size, device, graph=True, compiled=compiled,  # made by prepare()
+                                   cache_dir=cache_dir, progress=progress, fallback=fallback)
     return decoder, hand_decoder, cropper
 
 

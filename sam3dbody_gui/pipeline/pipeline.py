@@ -15,6 +15,8 @@ are the real per-stage latencies a user waits for, not just the time to queue ke
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -54,7 +56,23 @@ def _hand_refinement(host: dict[str, np.ndarray], boxes: dict[str, np.ndarray]) 
         prompts_used=int(host["hand_prompts_used"]), body_rerun=bool(host["body_rerun"]))
 
 
+def _holding_run_lock(method):
+    """A run holds the pipeline's run lock, so a background swap of its stages (warm_start.py)
+    happens between two runs, never inside one."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.run_lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Pipeline:
+    # What the background build of the fast path is doing (pipeline/warm_start.py); "" when
+    # the pipeline was built with its fast path already in place.
+    fast_path_status: str = ""
+
     def __init__(self, loaded: LoadedModel, backbone: BackboneBackend, decoder: BodyDecoder | None = None,
                  hand_decoder: Callable[[torch.Tensor, CropCamera], dict] | None = None,
                  cropper: DeviceCropper | None = None, batch_decoder: BodyDecoder | None = None) -> None:
@@ -81,6 +99,7 @@ class Pipeline:
         # Several people on a GPU: the body pass captured per batch size (see gpu_stages).
         self.batch_decoder: BodyDecoder | None = batch_decoder
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
+        self.run_lock = threading.RLock()  # held by every run; a stage swap takes it (warm_start.py)
 
     @property
     def decoder_label(self) -> str:
@@ -158,6 +177,7 @@ class Pipeline:
         return self.run_people(image, [box_xyxy], intrinsics, mode, hand_checks, [prompts or []])[0]
 
     @torch.inference_mode()
+    @_holding_run_lock
     def run_people(
         self,
         image: np.ndarray,
@@ -294,13 +314,17 @@ class Pipeline:
         hands = self.hand_decoder(hand_features, hand_cams)
         self._sync()
         t3 = time.perf_counter()
+        # The re-run from the hand decoder's CUDA graphs where it has them (same numbers as refine_body).
+        refine = getattr(self.hand_decoder, "refine", refine_body)
         refined = []
         for i in range(n):
             rows = [i, n + i]
-            refined.append(refine_body(
+            mine = refine(
                 self.model, {key: value[i:i + 1] for key, value in body.items()}, features[i:i + 1], cam.rows([i]),
                 {key: value[rows] for key, value in hands.items()}, hand_cams.rows(rows), width,
-                checks or HandChecks(), user_prompts=None if prompts[i] is None else prompts[i].to(self.device)))
+                checks or HandChecks(), user_prompts=None if prompts[i] is None else prompts[i].to(self.device))
+            # A graph's outputs are overwritten by its next replay (the next person's): keep copies.
+            refined.append(mine if n == 1 else {key: value.clone() for key, value in mine.items()})
         out = {key: torch.cat([r[key] for r in refined]) for key in refined[0]}
         state.update(hand_state(hands, hand_cams))
         self._sync()
@@ -318,6 +342,7 @@ class Pipeline:
         return out, info, stages
 
     @torch.inference_mode()
+    @_holding_run_lock
     def redecode(self, result: MeshResult, prompts: Sequence[KeypointPrompt], mode: str = "body",
                  hand_checks: HandChecks | None = None) -> MeshResult:
         """`result`'s person again with `prompts` (empty: the plain box query), from its kept

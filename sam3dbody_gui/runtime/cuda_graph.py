@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import contextlib
+import threading
+from typing import Callable, ContextManager, Iterator, TypeVar
 
 import torch
 
 WARMUP_RUNS = 3  # TorchScript profiles its first runs; capture only once it has settled
 Outputs = TypeVar("Outputs")
+_this_thread = threading.local()  # a background build's capture guard (captures_guarded_by)
+
+
+@contextlib.contextmanager
+def captures_guarded_by(lock: ContextManager) -> Iterator[None]:
+    """Captures made on this thread inside the block take `lock` (the pipeline's run lock) and
+    capture in thread-local error mode. For a background build (pipeline/warm_start.py): its
+    compiles overlap runs on another thread, but a capture must not, and with the default
+    ("global") mode a CUDA call from any other thread, e.g. the detector's, would break it."""
+    previous = getattr(_this_thread, "lock", None)
+    _this_thread.lock = lock
+    try:
+        yield
+    finally:
+        _this_thread.lock = previous
 
 
 def capture(run: Callable[[], Outputs], device: torch.device) -> tuple[torch.cuda.CUDAGraph, Outputs]:
     """Warm `run` up on a side stream (as CUDA graphs require), then capture one call of it.
     Returns the graph and the outputs of the captured call (static buffers a replay refills)."""
+    lock = getattr(_this_thread, "lock", None)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side), torch.inference_mode():
@@ -20,6 +38,7 @@ def capture(run: Callable[[], Outputs], device: torch.device) -> tuple[torch.cud
             run()
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
+    mode = "global" if lock is None else "thread_local"
+    with lock or contextlib.nullcontext(), torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode=mode):
         outputs = run()
     return graph, outputs

@@ -141,7 +141,9 @@ def build_pipeline_for(settings: Settings, model_dir: Path, progress: Callable[.
     engine is built or the backbone compiled for the first time)."""
     from ..model.model_folder import find_model_files
     from ..pipeline.build import build_pipeline
+    from ..pipeline.warm_start import warm_start_wanted
 
     find_model_files(model_dir)  # a clear "missing model.ckpt" before any slow work
+    # Warm: the window answers with the eager path while the compiled one builds (warm_start.py).
     return build_pipeline(model_dir, settings.device, settings.precision, backend=settings.backend,
-                          progress=progress)
+                          progress=progress, warm_start=warm_start_wanted())

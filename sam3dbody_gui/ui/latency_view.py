@@ -129,12 +129,13 @@ class LatencyView(QWidget):
         m = self.state.model
         if m.loaded:
             decoder = f" · decoder {m.decoder}" if m.decoder else ""
-            self.backend_badge.setText(f"backbone {m.backend} · {m.precision} · {m.device}{decoder}")
+            fast = f" · fast path {m.fast_path.split(' (')[0]}" if m.fast_path else ""  # details in the tooltip
+            self.backend_badge.setText(f"backbone {m.backend} · {m.precision} · {m.device}{decoder}{fast}")
         elif m.loading:
             self.backend_badge.setText("loading model…")
         else:
             self.backend_badge.setText("no model loaded")
-        self.backend_badge.setToolTip(m.backend_label)
+        self.backend_badge.setToolTip(m.backend_label + (f"\nfast path: {m.fast_path}" if m.fast_path else ""))
         self.warn_badge.setVisible(m.synthetic and (m.loaded or m.loading))
 
     def refresh(self) -> None:

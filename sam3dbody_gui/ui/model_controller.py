@@ -14,11 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
 from .settings_store import save_settings
 from .state import AppState, ModelStatus, Settings
 from .worker import InferenceController, LoadedPipeline
+
+
+FAST_PATH_POLL_MS = 500
 
 
 def _sentence(message: str) -> str:
@@ -41,6 +44,12 @@ class ModelController(QObject):
         inference.modelLoaded.connect(self._on_loaded)
         inference.modelFailed.connect(self._on_failed)
         inference.loadProgress.connect(self._on_progress)
+        # The fast path building in the background (pipeline/warm_start.py): its status polled
+        # here (it lives on the pipeline, not in a Qt object) until it is swapped in or failed.
+        self._fast_path_of = None  # the pipeline whose background build is watched
+        self._fast_path_timer = QTimer(self)
+        self._fast_path_timer.setInterval(FAST_PATH_POLL_MS)
+        self._fast_path_timer.timeout.connect(self._poll_fast_path)
 
     # -- choosing ------------------------------------------------------------------------
     def choose_at_start(self, model_dir: Optional[Path] = None, backend: Optional[str] = None) -> None:
@@ -124,13 +133,42 @@ class ModelController(QObject):
     def _on_loaded(self, loaded: LoadedPipeline) -> None:
         self.loadEnded.emit()
         info = loaded.pipeline.backbone.info
+        fast_path = str(getattr(loaded.pipeline, "fast_path_status", "") or "")
         self.state.set_model(ModelStatus(
             folder=loaded.model_dir, synthetic=loaded.synthetic, loaded=True, backend_label=loaded.label,
-            backend=info.name, precision=info.precision, device=info.device, decoder=loaded.decoder))
+            backend=info.name, precision=info.precision, device=info.device, decoder=loaded.decoder,
+            fast_path=fast_path))
+        previous = getattr(self._fast_path_of, "fast_path", None)
+        if previous is not None and self._fast_path_of is not loaded.pipeline:
+            previous.cancel()  # the model it was building for is gone
+        self._fast_path_of = loaded.pipeline
+        if fast_path and getattr(loaded.pipeline, "fast_path", None) is not None:
+            self._fast_path_timer.start()
+        else:
+            self._fast_path_timer.stop()
         note = " — RANDOM WEIGHTS: the mesh is not a real prediction" if loaded.synthetic else ""
         self.state.post(f"Model loaded: {loaded.model_dir} ({loaded.label}){note}",
                         "warning" if loaded.synthetic else "info")
         self.modelReady.emit(loaded)
+
+    def _poll_fast_path(self) -> None:
+        """Show the background build's progress; once it is swapped in, the backend it swapped."""
+        pipeline = self._fast_path_of
+        if pipeline is None or not self.state.model.loaded:
+            self._fast_path_timer.stop()
+            return
+        status = str(getattr(pipeline, "fast_path_status", "") or "")
+        if status == self.state.model.fast_path:
+            return
+        info = pipeline.backbone.info
+        decoder = getattr(pipeline, "decoder_label", self.state.model.decoder)
+        self.state.set_model(replace(self.state.model, fast_path=status, backend_label=info.label(), backend=info.name,
+                                     precision=info.precision, device=info.device, decoder=decoder))
+        fast_path = getattr(pipeline, "fast_path", None)
+        if fast_path is not None and fast_path.done:
+            self._fast_path_timer.stop()
+            failed = status.startswith("failed")
+            self.state.post(f"Fast path {status}", "warning" if failed else "info")
 
     def _on_failed(self, message: str, user_error: bool) -> None:
         self.loadEnded.emit()

@@ -101,6 +101,7 @@ class ModelStatus:
     precision: str = ""
     device: str = ""
     decoder: str = ""  # "eager" or "CUDA graph"
+    fast_path: str = ""  # the background build's status (pipeline/warm_start.py); "" when none ran
     load_seconds: float = 0.0
     problem: str = ""  # why no model is usable (shown with how to get one)
 

@@ -10,11 +10,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   .whl/*.whl /tmp/stage/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-DET=/tmp/full_det
-python3 -m sam3dbody_gui.cli make-synthetic "$DET" --detector --size full > "$OUT/make.log" 2>&1 &
-python3 -m sam3dbody_gui.cli make-synthetic /tmp/full --size full --exports none >> "$OUT/make.log" 2>&1
-wait; tail -2 "$OUT/make.log"
+MODEL=${MODEL:-/tmp/full}; DET=${DET:-/tmp/full_det}  # made here unless an earlier run left them
+[ -f "$DET/config.json" ] || python3 -m sam3dbody_gui.cli make-synthetic "$DET" --detector --size full > "$OUT/make.log" 2>&1 &
+[ -f "$MODEL/model.ckpt" ] || python3 -m sam3dbody_gui.cli make-synthetic "$MODEL" --size full --exports none >> "$OUT/make.log" 2>&1
+wait; tail -2 "$OUT/make.log" 2>/dev/null
 echo "setup took $(( $(date +%s) - START )) s"
-timeout $(( ${BUDGET:-570} - ($(date +%s) - START) )) python3 tools/gpu/ray_batch.py --model /tmp/full \
+timeout $(( ${BUDGET:-570} - ($(date +%s) - START) )) python3 tools/gpu/ray_batch.py --model "$MODEL" \
   --detector "$DET" --photos "${PHOTOS:-500}" --engines "${ENGINES:-local,ray}" --clip-frames "${CLIP_FRAMES:-0}" 2>&1 \
   | grep -v "W1201\|Warning\|warn(\|DeprecationWarning" | tail -60

@@ -54,8 +54,8 @@ class FidelityVerdict:
     def ok(self) -> bool:
         return self.mean_mm <= FIDELITY_MEAN_MM and self.max_mm <= FIDELITY_MAX_MM
 
-    def describe(self) -> str:
-        return (f"mesh vs fp32 mean {self.mean_mm:.2f} mm, max {self.max_mm:.2f} mm "
+    def describe(self, against: str = "fp32") -> str:
+        return (f"mesh vs {against} mean {self.mean_mm:.2f} mm, max {self.max_mm:.2f} mm "
                 f"(limit {FIDELITY_MEAN_MM:g} / {FIDELITY_MAX_MM:g})")
 
 

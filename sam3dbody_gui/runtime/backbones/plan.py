@@ -60,6 +60,17 @@ class BackendPlan:
         """Whether our PyTorch backbone must be loaded from model.ckpt for this plan."""
         return self.kind in ("pytorch", "compiled")
 
+    @property
+    def load_dtype(self) -> torch.dtype:
+        """The dtype to load our backbone in: the one it runs in, so the GPU never holds a 3 GiB
+        fp32 copy on the way (fp8 quantises from bf16, as quantize_backbone_fp8 always did). fp32
+        where fp32 weights are needed: int8 quantises from them, and a checked plan keeps them
+        until its check against fp32 passes."""
+        if self.checked:
+            return torch.float32
+        return {"fp8": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision,
+                                                                                        torch.float32)
+
 
 def tensorrt_available() -> bool:
     """A supported TensorRT imports for real (find_spec would call a broken install available)."""
@@ -127,6 +138,33 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
                            checked=True)
     why = f"auto: no CUDA GPU; {cpu.reason}" if req.precision == "auto" else "auto: no CUDA GPU"
     return BackendPlan("pytorch", precision, None, why, checked=cpu_auto)
+
+
+def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.device) -> tuple[BackendPlan,
+                                                                                          BackendPlan | None]:
+    """(what to open now, the compiled plan to build in the background, or None) for a warm
+    start (pipeline/warm_start.py). A compiled plan, named or one `auto` would take, opens eager
+    first in its own precision (fp8 eager on an FP8 GPU, the checked int8 on a CPU), on the same
+    weights the compile then uses. With a warm start `auto` aims for the compiled path even when
+    nothing is cached: the compile no longer delays the first mesh. Eager named, TensorRT, .pt2,
+    and a CPU without a fast precision open as they are."""
+    target = None
+    if plan.kind == "compiled":
+        target = plan
+    elif req.kind == "auto" and plan.kind == "pytorch" and (device.type == "cuda" or plan.checked):
+        precision = _precision(req, device, compiled=True)
+        target = BackendPlan("compiled", precision, None, f"{plan.reason}; compiled in the background",
+                             compile_needed=True, checked=plan.checked)
+    if target is None:
+        return plan, None
+    eager = BackendPlan("pytorch", target.precision, None, f"{target.reason}; eager until the compiled one is ready",
+                        checked=target.checked)
+    return eager, target
+
+
+def compiled_cache_file(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
+    """Where the compiled backbone of this request is cached (its presence makes `auto` take it)."""
+    return _compile_cache(req, device, arch, precision, crop_size)
 
 
 def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:

@@ -1,0 +1,228 @@
+"""Warm start (pipeline/warm_start.py): the pipeline answers on the eager path at once, builds the
+compiled one in the background, checks it against the eager one and swaps it in between runs;
+a failed build keeps eager. And the memory side: the backbone is loaded in its run precision."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sam3dbody_gui.pipeline import warm_start
+from sam3dbody_gui.pipeline.benchmark_images import benchmark_images
+from sam3dbody_gui.pipeline.build import build_pipeline
+from sam3dbody_gui.pipeline.warm_start import BackgroundFastPath, FastStages
+from sam3dbody_gui.runtime import cpu_features
+from sam3dbody_gui.runtime.backbones import cpu_check
+from sam3dbody_gui.runtime.cpu_features import CpuPlan
+
+BUILD_TIMEOUT_S = 600  # a CPU compile of the tiny backbone: ~10 s alone, longer on a busy CI machine
+
+
+def _deviation_mm(a, b) -> tuple[float, float]:
+    mm = np.linalg.norm(a.vertices_camera - b.vertices_camera, axis=1) * 1000.0
+    return float(mm.mean()), float(mm.max())
+
+
+@pytest.fixture()
+def held_build(monkeypatch):
+    """The background build waits on this event before it builds anything."""
+    gate = threading.Event()
+    monkeypatch.setattr(warm_start.hooks, "before_build", lambda: gate.wait(BUILD_TIMEOUT_S))
+    yield gate
+    gate.set()
+
+
+def test_the_cpu_answers_on_eager_int8_then_swaps_to_the_checked_compiled_int8(tiny_model_dir, tmp_path,
+                                                                                monkeypatch, held_build):
+    monkeypatch.setattr(cpu_features, "_PLAN", CpuPlan("int8", "fp32", "int8: forced by the test"))
+    said: list[str] = []
+    pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, progress=said.append, warm_start=True)
+    item = benchmark_images()[0]
+    # The build is held: the pipeline answers anyway, on the eager int8 backbone.
+    assert pipe.fast_path_status == warm_start.BUILDING and not pipe.fast_path.done
+    before = pipe.run(item.image, item.box)
+    assert before.backend.startswith("pytorch int8") and not pipe.fast_path.done
+    encoder = pipe.backbone.encoder
+    held_build.set()
+    assert pipe.fast_path.wait(BUILD_TIMEOUT_S), "the background build never finished"
+    assert pipe.fast_path_status.startswith("in use (checked: mesh vs eager"), pipe.fast_path_status
+    assert (pipe.backbone.info.name, pipe.backbone.info.precision) == ("pytorch-compiled", "int8")
+    assert pipe.backbone.encoder is encoder  # compiled on the eager one's weights: no second copy
+    after = pipe.run(item.image, item.box)
+    assert after.backend.startswith("pytorch-compiled int8")
+    mean_mm, max_mm = _deviation_mm(after, before)
+    assert mean_mm <= cpu_check.FIDELITY_MEAN_MM and max_mm <= cpu_check.FIDELITY_MAX_MM
+    assert any("compiling in the background" in m for m in said) and any("is in use" in m for m in said)
+
+
+def test_a_failing_build_keeps_the_eager_path_with_one_message(tiny_model_dir, tmp_path, monkeypatch):
+    from sam3dbody_gui.runtime.backbones import compiled_backend
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(compiled_backend, "CompiledBackbone", no_compiler)
+    said: list[str] = []
+    pipe = build_pipeline(tiny_model_dir, device="cpu", precision="int8", backend="compiled", cache_dir=tmp_path,
+                          progress=said.append, warm_start=True)
+    eager = pipe.backbone
+    assert pipe.fast_path.wait(BUILD_TIMEOUT_S)
+    assert pipe.fast_path_status == "failed: RuntimeError: no C++ compiler; using the eager path"
+    assert pipe.backbone is eager and pipe.backbone.info.name == "pytorch"
+    assert sum("unavailable" in m for m in said) == 1
+    item = benchmark_images()[0]
+    assert np.isfinite(pipe.run(item.image, item.box).vertices).all()
+
+
+class _Tagging:
+    """A backbone / decoder of one generation ("old" or "new"): features carry their maker, and a
+    decoder notes every run that got features from the other generation (a half swap). (The
+    swap's check, on the build's thread, decodes both backbones with the decoder in use.)"""
+
+    def __init__(self, generation: str, inner, mismatches: list | None = None, scale: float = 1.0) -> None:
+        self.generation, self.inner, self.mismatches, self.scale = generation, inner, mismatches, scale
+        self.info = getattr(inner, "info", None)
+
+    def __call__(self, *args):
+        if self.mismatches is None:  # a backbone
+            features = self.inner(*args) * self.scale
+            features._made_by = self.generation
+            return features
+        features = args[0]
+        in_a_run = threading.current_thread() is threading.main_thread()  # not the swap's own check
+        if in_a_run and getattr(features, "_made_by", self.generation) != self.generation:
+            self.mismatches.append((features._made_by, self.generation))
+        return self.inner(*args)
+
+
+def _fp32_pipe(tiny_model_dir):
+    return build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", cuda_graph=False)
+
+
+def _crop(pipe):
+    from sam3dbody_gui.pipeline.calibration import calibration_crops
+
+    return lambda: next(iter(calibration_crops(pipe.config, pipe.device)))
+
+
+def test_no_run_sees_half_a_swap(tiny_model_dir, monkeypatch, held_build):
+    pipe = _fp32_pipe(tiny_model_dir)
+    mismatches: list = []
+    pipe.backbone = _Tagging("old", pipe.backbone)
+    pipe.decoder = _Tagging("old", pipe.model.decode_body, mismatches)
+    fresh = FastStages(backbone=_Tagging("new", pipe.backbone.inner),
+                       decoder=_Tagging("new", pipe.model.decode_body, mismatches))
+    swapping = threading.Event()
+
+    def slow_swap():  # widen the swap: without the run lock, runs in the loop below would land inside it
+        swapping.set()
+        threading.Event().wait(0.3)
+
+    monkeypatch.setattr(warm_start.hooks, "during_swap", slow_swap)
+    fast = BackgroundFastPath(pipe, lambda: fresh, _crop(pipe)).start()
+    item = benchmark_images()[0]
+    runs = 0
+    while not fast.done or runs < 3:
+        pipe.run(item.image, item.box)
+        runs += 1
+        held_build.set()  # the build starts once runs are under way
+    assert swapping.is_set() and fast.status.startswith("in use"), fast.status
+    assert pipe.backbone is fresh.backbone and pipe.decoder is fresh.decoder
+    assert mismatches == [], f"runs saw half a swap: {mismatches[:3]}"
+
+
+def test_a_fast_path_that_misses_the_check_is_not_swapped_in(tiny_model_dir):
+    pipe = _fp32_pipe(tiny_model_dir)
+    eager = pipe.backbone
+    off = FastStages(backbone=_Tagging("new", eager, scale=1.5))  # features off by half: a wrong fast path
+    said: list[str] = []
+    fast = BackgroundFastPath(pipe, lambda: off, _crop(pipe), said.append).start()
+    assert fast.wait(BUILD_TIMEOUT_S)
+    assert fast.status.startswith("failed: RuntimeError: it missed the check (mesh vs eager mean"), fast.status
+    assert pipe.backbone is eager and fast.verdict is not None and not fast.verdict.ok
+    assert len(said) == 1 and "eager path stays in use" in said[0]
+
+
+def test_a_cancelled_build_swaps_nothing_in(tiny_model_dir, held_build):
+    pipe = _fp32_pipe(tiny_model_dir)
+    eager = pipe.backbone
+    built = []
+    fast = BackgroundFastPath(pipe, lambda: built.append(1) or FastStages(backbone=_Tagging("new", eager)),
+                              _crop(pipe)).start()
+    fast.cancel()
+    held_build.set()
+    assert fast.wait(BUILD_TIMEOUT_S)
+    assert fast.status == "cancelled; using the eager path" and pipe.backbone is eager and built == []
+
+
+def test_blocking_builds_have_no_background_build(tiny_model_dir):
+    pipe = _fp32_pipe(tiny_model_dir)
+    assert pipe.fast_path_status == "" and getattr(pipe, "fast_path", None) is None
+    # Eager named on the CPU with a warm start: nothing to compile, nothing in the background.
+    warm = build_pipeline(tiny_model_dir, device="cpu", precision="fp32", backend="pytorch", warm_start=True)
+    assert warm.fast_path_status == "" and getattr(warm, "fast_path", None) is None
+    # `infer`'s warm start: the eager path in the fast precision at once, no build behind it.
+    once = build_pipeline(tiny_model_dir, device="cpu", precision="int8", backend="compiled", warm_start=True,
+                          background_build=False)
+    assert getattr(once, "fast_path", None) is None and once.fast_path_status.startswith("not built")
+    assert (once.backbone.info.name, once.backbone.info.precision) == ("pytorch", "int8")
+
+
+def test_the_env_switch_turns_the_warm_start_off(monkeypatch):
+    monkeypatch.setenv(warm_start.WARM_START_ENV, "0")
+    assert not warm_start.warm_start_wanted()
+    monkeypatch.setenv(warm_start.WARM_START_ENV, "1")
+    assert warm_start.warm_start_wanted()
+    monkeypatch.delenv(warm_start.WARM_START_ENV)
+    assert warm_start.warm_start_wanted()
+
+
+# -- memory ------------------------------------------------------------------------------------
+def test_the_plan_loads_the_backbone_in_its_run_precision():
+    from sam3dbody_gui.runtime.backbones.plan import BackendPlan
+
+    def load(precision, checked=False):
+        return BackendPlan("compiled", precision, None, "test", checked=checked).load_dtype
+
+    assert load("fp8") == load("bf16") == torch.bfloat16 and load("fp16") == torch.float16
+    assert load("fp32") == load("int8") == torch.float32  # int8 quantises from fp32
+    assert load("bf16", checked=True) == torch.float32  # a checked plan keeps fp32 for its check
+
+
+def test_the_backbone_is_loaded_straight_into_bf16_and_no_fp32_copy_is_kept(tiny_model_dir, monkeypatch):
+    from sam3dbody_gui.model import model_folder
+
+    asked = []
+    real = model_folder.load_model_folder
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("backbone_dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_folder, "load_model_folder", spy)
+    pipe = build_pipeline(tiny_model_dir, device="cpu", precision="bf16", backend="pytorch", cuda_graph=False)
+    assert asked == [torch.bfloat16]
+    encoder = pipe.backbone.encoder
+    assert encoder is pipe.model.backbone.encoder  # the one copy the model holds
+    assert {t.dtype for t in encoder.parameters()} == {torch.bfloat16}  # (RoPE's periods stay an fp32 buffer)
+    assert {p.device.type for p in pipe.model.parameters()} == {"cpu"}
+    assert pipe.model.mhr is not None and sum(isinstance(m, torch.jit.ScriptModule) for m in [pipe.model.mhr]) == 1
+
+
+def test_fp8_weights_from_a_bf16_load_equal_those_from_an_fp32_load(tiny_model_dir):
+    """The GPU's fp8 path now quantises a backbone loaded in bf16: the same fp8 weights as
+    before (quantize_backbone_fp8 cast the fp32 one to bf16 first)."""
+    from sam3dbody_gui.model.model_folder import load_model_folder
+    from sam3dbody_gui.runtime.backbones.fp8 import Fp8Linear, quantize_backbone_fp8
+
+    def fp8_weights(dtype):
+        encoder = load_model_folder(tiny_model_dir, backbone_dtype=dtype).model.backbone.encoder
+        quantize_backbone_fp8(encoder)
+        return [m.weight_fp8.view(torch.uint8) for m in encoder.modules() if isinstance(m, Fp8Linear)]
+
+    old, new = fp8_weights(torch.float32), fp8_weights(torch.bfloat16)
+    assert len(old) == len(new) > 0
+    assert all(torch.equal(a, b) for a, b in zip(old, new))

@@ -1,0 +1,79 @@
+"""The window shows the background build of the fast path (pipeline/warm_start.py): the latency
+panel's backend badge says its status, and once it is swapped in, the backend it swapped to."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from sam3dbody_gui.runtime.backbones.base import BackendInfo
+from sam3dbody_gui.ui.latency_view import LatencyView
+from sam3dbody_gui.ui.model_controller import ModelController
+from sam3dbody_gui.ui.state import AppState, ModelStatus
+from sam3dbody_gui.ui.worker import LoadedPipeline
+
+
+class _Inference(QObject):  # the three signals ModelController listens to
+    modelLoaded = Signal(object)
+    modelFailed = Signal(str, bool)
+    loadProgress = Signal(str)
+
+
+@dataclass
+class _Backbone:
+    info: BackendInfo
+
+
+class _FastPath:
+    done = False
+
+
+class _Pipeline:
+    def __init__(self) -> None:
+        self.backbone = _Backbone(BackendInfo("pytorch", "fp8", "cuda:0 (H200)"))
+        self.fast_path_status = "compiling in the background"
+        self.fast_path = _FastPath()
+        self.decoder_label = "eager, bf16"
+
+
+def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
+    state = AppState()
+    view = LatencyView(state)
+    qtbot.addWidget(view)
+    controller = ModelController(state, QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), _Inference())
+    pipe = _Pipeline()
+    controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False,
+                                         pipe.decoder_label))
+    assert "fast path compiling in the background" in view.backend_badge.text()
+    assert controller._fast_path_timer.isActive()
+    # The build swaps in: the next poll shows the compiled backend and says so once.
+    pipe.backbone = _Backbone(BackendInfo("pytorch-compiled", "fp8", "cuda:0 (H200)"))
+    pipe.decoder_label = "compiled + CUDA graph, bf16"
+    pipe.fast_path_status = "in use (checked: mesh vs eager mean 0.10 mm, max 0.40 mm (limit 5 / 30))"
+    pipe.fast_path.done = True
+    controller._poll_fast_path()
+    text = view.backend_badge.text()
+    assert "backbone pytorch-compiled" in text and "fast path in use" in text and "compiled + CUDA graph" in text
+    assert "mean 0.10 mm" in view.backend_badge.toolTip()
+    assert state.last_message[0].startswith("Fast path in use") and not controller._fast_path_timer.isActive()
+
+
+def test_a_failed_build_is_a_warning_and_a_blocking_build_shows_nothing(qtbot, tmp_path):
+    state = AppState()
+    view = LatencyView(state)
+    qtbot.addWidget(view)
+    controller = ModelController(state, QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), _Inference())
+    pipe = _Pipeline()
+    controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False))
+    pipe.fast_path_status = "failed: RuntimeError: no compiler; using the eager path"
+    pipe.fast_path.done = True
+    controller._poll_fast_path()
+    assert "fast path failed" in view.backend_badge.text() and state.last_message[1] == "warning"
+    state.set_model(ModelStatus(loaded=True, backend="pytorch", precision="fp32", device="cpu"))
+    assert "fast path" not in view.backend_badge.text()
