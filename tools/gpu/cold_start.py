@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BUDGET_S = 7 * 60 - 20  # the whole script, model generation included
-STEP_LIMIT_S = 240  # one child at most
+BUDGET_S = float(os.environ.get("COLD_START_BUDGET_S", 7 * 60 - 20))  # the whole script, model included
+STEP_LIMIT_S = float(os.environ.get("COLD_START_STEP_LIMIT_S", 240))  # one child at most
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +164,8 @@ def main() -> None:
         say(f"could not make the model: {type(exc).__name__}: {exc}")
         return
 
-    root = Path(tempfile.mkdtemp(prefix="cold-start-caches-"))
+    # COLD_START_CACHE_ROOT: a later script can reuse the caches a step filled (root/<a|b|c>/...)
+    root = Path(os.environ.get("COLD_START_CACHE_ROOT") or tempfile.mkdtemp(prefix="cold-start-caches-"))
 
     def caches(name: str) -> dict:
         base = root / name

@@ -76,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     results: dict = {}
-    cache_dir = Path(tempfile.mkdtemp(prefix="full-mode-cache-"))
+    # FULL_MODE_CACHE_DIR: compiled kernels an earlier run left (e.g. cold_start.py's background build)
+    cache_dir = Path(os.environ.get("FULL_MODE_CACHE_DIR") or tempfile.mkdtemp(prefix="full-mode-cache-"))
 
     from sam3dbody_gui.bench import Bench
     from sam3dbody_gui.model.full_mode import HandChecks
