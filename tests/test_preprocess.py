@@ -270,3 +270,22 @@ def test_compiled_device_crop_matches_the_reference_for_any_photo_size(device, t
         geom = crop_geometry(box, image.shape[:2])
         want = normalize_crop(warp_crop(image, geom), mean, std)
         assert torch.allclose(cropper(image, geom).cpu(), want, atol=1e-5, rtol=0)
+
+
+def test_compiled_device_crop_compiles_nothing_at_first_use(tmp_path):
+    """The warm-up at construction covers what a run then asks for: the first body crop and the
+    first pair of hand crops (one mirrored) compile nothing more (its warm-up inputs were once
+    inference tensors: a guard mismatch, so a recompile — 1 s on an H200 — at both first uses)."""
+    from torch._dynamo.utils import counters
+
+    from sam3dbody_gui.pipeline.device_crop import DeviceCropper
+
+    cropper = DeviceCropper(torch.device("cpu"), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), compiled=True,
+                            cache_dir=tmp_path)
+    assert cropper.status == "compiled"
+    image = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    body = crop_geometry((100, 50, 300, 400), image.shape[:2])
+    graphs_before = counters["stats"]["unique_graphs"]
+    cropper.crops(image, [body], [False])
+    cropper.crops(image, [body, body], [True, False])
+    assert counters["stats"]["unique_graphs"] == graphs_before

@@ -67,11 +67,14 @@ class DeviceCropper:
         compiled = torch.compile(normalized_crops, dynamic=True, fullgraph=True)
         # Warm up on a photo whose sides differ from each other and from the crop's, for one crop
         # (sizes of 1 are specialised: a compile of its own) and for several.
+        # Inputs made as crops() makes them: outside inference mode. An inference tensor is
+        # another dispatch key set, which the guards see as new: a recompile (~1 s on an H200)
+        # at the first photo, and again at the first several crops (full mode's hands).
         photo = torch.zeros(97, 131, 3, dtype=torch.uint8, device=self.device)
+        warm_parts = [torch.zeros(count, 5, 61, dtype=torch.int64, device=self.device) for count in (1, 3)]
         try:
             with torch.inference_mode(), _sizes_never_assumed_equal():
-                for count in (1, 3):
-                    parts = torch.zeros(count, 5, 61, dtype=torch.int64, device=self.device)
+                for parts in warm_parts:
                     compiled(photo, parts, self.mean, self.std)
         except Exception as exc:  # noqa: BLE001 - a compile problem costs speed, not the crop
             self.status = f"eager (compiling the crop failed: {type(exc).__name__})"
