@@ -226,3 +226,26 @@ def test_fp8_weights_from_a_bf16_load_equal_those_from_an_fp32_load(tiny_model_d
     old, new = fp8_weights(torch.float32), fp8_weights(torch.bfloat16)
     assert len(old) == len(new) > 0
     assert all(torch.equal(a, b) for a, b in zip(old, new))
+
+
+def test_the_background_build_waits_for_the_first_answer(tiny_model_dir, tmp_path, monkeypatch):
+    """The compiler starts once the first run has ended (not beside it: they would share the cores
+    and the GIL), or after FIRST_RUN_GRACE_S without one."""
+    monkeypatch.setattr(cpu_features, "_PLAN", CpuPlan("int8", "fp32", "int8: forced by the test"))
+    started = threading.Event()
+    monkeypatch.setattr(warm_start.hooks, "before_build", started.set)
+    pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, warm_start=True)
+    assert not started.wait(1.0), "the build started before anything was answered"
+    item = benchmark_images()[0]
+    pipe.run(item.image, item.box)
+    assert started.wait(30), "the build did not start after the first answer"
+    assert pipe.fast_path.wait(BUILD_TIMEOUT_S)
+
+
+def test_with_no_run_the_build_starts_after_the_grace(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_features, "_PLAN", CpuPlan("int8", "fp32", "int8: forced by the test"))
+    monkeypatch.setattr(warm_start, "FIRST_RUN_GRACE_S", 0.5)
+    started = threading.Event()
+    monkeypatch.setattr(warm_start.hooks, "before_build", started.set)
+    pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, warm_start=True)
+    assert started.wait(30) and pipe.fast_path.wait(BUILD_TIMEOUT_S)

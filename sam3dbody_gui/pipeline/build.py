@@ -86,7 +86,7 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
     """The pipeline on the eager `backbone` and decoder, its fast stages (`target`'s compiled
     backbone, on CUDA the compiled decoder passes and crop) building in the background."""
     from .calibration import calibration_crops
-    from .warm_start import BackgroundFastPath
+    from .warm_start import FIRST_RUN_GRACE_S, BackgroundFastPath
 
     pipeline = Pipeline(loaded, backbone)
     if backbone.info.precision != target.precision:  # the checked CPU path fell back to fp32: nothing to compile
@@ -98,7 +98,8 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
     pipeline.fast_path = BackgroundFastPath(
         pipeline, lambda: _fast_stages(pipeline, target, request, device, cuda_graph, compile_decoder, progress),
         lambda: next(iter(calibration_crops(loaded.config, device))), progress,
-        what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""))
+        what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""),
+        first_run_grace_s=FIRST_RUN_GRACE_S)
     progress(f"answering with the eager {target.precision} backbone; {pipeline.fast_path.what} "
              "is compiling in the background")
     pipeline.fast_path.start()

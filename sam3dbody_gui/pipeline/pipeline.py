@@ -62,8 +62,11 @@ def _holding_run_lock(method):
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self.run_lock:
-            return method(self, *args, **kwargs)
+        try:
+            with self.run_lock:
+                return method(self, *args, **kwargs)
+        finally:
+            self.answered.set()  # the first answer is out: a background build may start
 
     return locked
 
@@ -100,6 +103,7 @@ class Pipeline:
         self.batch_decoder: BodyDecoder | None = batch_decoder
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
         self.run_lock = threading.RLock()  # held by every run; a stage swap takes it (warm_start.py)
+        self.answered = threading.Event()  # set when a run has ended (warm_start.py waits for the first)
 
     @property
     def decoder_label(self) -> str:

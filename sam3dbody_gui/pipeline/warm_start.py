@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 BUILDING = "compiling in the background"
+# The build waits this long at most for the first run to end (a window with no photo yet, or a
+# caller that never runs, still gets its fast path). On the H200 the first mesh of a cold start
+# took 12 s while the compiler ran beside it (28 s from process start): it shares the GIL.
+FIRST_RUN_GRACE_S = 20.0
 # "0": the window and `infer` open blocking as before (the test suite sets it: its runs compare
 # results exactly, and a swap in the middle of a test would change them).
 WARM_START_ENV = "SAM3DBODY_GUI_WARM_START"
@@ -93,8 +97,13 @@ class BackgroundFastPath:
     `crop()` (the mesh check's limits: runtime/backbones/cpu_check.py), and swaps them in."""
 
     def __init__(self, pipeline: Pipeline, build: Callable[[], FastStages], crop: Callable[[], torch.Tensor],
-                 progress: Callable[[str], None] = lambda m: None, what: str = "the compiled fast path") -> None:
+                 progress: Callable[[str], None] = lambda m: None, what: str = "the compiled fast path",
+                 first_run_grace_s: float = 0.0) -> None:
+        """`first_run_grace_s`: wait up to this long for the pipeline's first run to end before
+        building (build_pipeline: FIRST_RUN_GRACE_S), so the first answer does not share the
+        cores and the GIL with the compiler."""
         self.pipeline, self._build, self._crop, self._progress, self.what = pipeline, build, crop, progress, what
+        self.first_run_grace_s = first_run_grace_s
         self.verdict = None  # the check's FidelityVerdict once it ran
         self.error: str | None = None
         self._done = threading.Event()
@@ -132,6 +141,11 @@ class BackgroundFastPath:
         from ..runtime.cuda_graph import captures_guarded_by
 
         try:
+            waited = 0.0
+            while waited < self.first_run_grace_s and not self._cancelled.is_set():
+                if self.pipeline.answered.wait(min(0.25, self.first_run_grace_s - waited)):
+                    break
+                waited += 0.25
             hooks.before_build()
             if self._cancelled.is_set():
                 raise _Cancelled()
