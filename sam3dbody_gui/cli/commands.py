@@ -69,6 +69,12 @@ def cmd_bench(args) -> None:
     from ..device import resolve_device
 
     _check_output(args.json, {".json"}, "JSON")
+    if getattr(args, "targets", False):
+        from ..bench_targets import run_targets
+
+        print(with_oom_message(lambda: run_targets(model_dir_from(args.model), resolve_device(args.device), args.json,
+                                                   cold=not args.no_cold)))
+        return
     if getattr(args, "cpu_paths", False):
         from ..bench_cpu import run_cpu_paths
 

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-paths", action="store_true",
                    help="instead: the CPU table, fp32 against the path auto picks for this CPU (eager and compiled): "
                         "backbone, end-to-end and mesh deviation on the benchmark images")
+    p.add_argument("--targets", action="store_true",
+                   help="instead: the speed targets' table (backbone, end to end body / full, first full-mode run, "
+                        "peak GPU memory, cold start with empty caches, mesh deviation), each against its target")
+    p.add_argument("--no-cold", action="store_true", help="with --targets: leave out the cold start (a fresh process)")
     p.add_argument("--autotune", action="store_true",
                    help="compile with max-autotune (minutes to build; default: CUDA graphs only, which measured faster)")
     p.add_argument("--json", type=Path, help="write the same figures as JSON")

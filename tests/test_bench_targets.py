@@ -1,0 +1,42 @@
+"""`bench --targets` on the CPU with the tiny model: every row the CPU can measure, each `met`
+agreeing with its number, the cold start from a fresh process with empty caches."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sam3dbody_gui import bench_targets
+from sam3dbody_gui.cli import main
+
+
+def _number(text: str) -> float:
+    return float(re.search(r"[-+]?\d+(\.\d+)?", text).group())
+
+
+def test_targets_table_on_the_cpu(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "targets.json"
+    assert main(["bench", "--targets", "--model", str(tiny_model_dir), "--device", "cpu", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = {r["what"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"backbone, batch 1", "end to end, body mode", "end to end, full mode",
+                         "first full-mode run after load", "mesh deviation vs fp32", "cold start → first mesh"}
+    assert "peak GPU memory" not in table  # a GPU row
+    assert rows["backbone, batch 1"]["met"] is None and rows["end to end, full mode"]["met"] is None
+    body = _number(rows["end to end, body mode"]["measured"])
+    assert rows["end to end, body mode"]["met"] == (body <= bench_targets.CPU_BODY_MS)
+    cold = rows["cold start → first mesh"]
+    assert "pytorch" in cold["measured"], cold  # the child answered, on the eager path of a warm start
+    assert cold["met"] == (_number(cold["measured"]) <= bench_targets.COLD_START_S)
+    mean_mm = _number(rows["mesh deviation vs fp32"]["measured"])
+    assert 0 < mean_mm <= bench_targets.FIDELITY_MEAN_MM and rows["mesh deviation vs fp32"]["met"]
+    assert "speed targets on" in table and "cold start" in table
+
+
+def test_a_child_that_fails_is_a_row_saying_why(tiny_model_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(bench_targets, "run_child", lambda *a, **k: {"error": "exit 1: out of memory"})
+    rows = bench_targets.target_rows(tiny_model_dir, torch.device("cpu"), cold=True, progress=lambda m: None)
+    cold = rows[-1]
+    assert cold.what.startswith("cold start") and cold.measured == "exit 1: out of memory" and cold.met is None
