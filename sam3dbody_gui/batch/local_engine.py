@@ -24,7 +24,7 @@ On a GPU the detector is runtime/detector_fast.py's: its own CUDA stream, pinned
 graph replay and one host copy per batch, so the people thread overlaps the model stage instead
 of queueing behind it (the plain detector cost 21-52 ms of host time a call and was the run's
 bottleneck). Mesh files cost ~13 ms of a core per GLB person: at 300 persons/s that is about
-four cores, hence `writers` processes (the CLI's default: a quarter of the cores).
+four cores, hence `writers` processes (the CLI's default: half the cores, at most 8).
 
 Every hand-over is a bounded queue, so a slow disk or a slow decoder holds the producers back
 instead of filling memory, and at most READ_AHEAD + PEOPLE_AHEAD + one batch of decoded photos
