@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -37,38 +35,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-OUT = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
-LOG = open(OUT / "backbone_variants.log", "a", buffering=1) if OUT else None
-T0 = time.perf_counter()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_log import ScriptLog, timed_ms  # noqa: E402,F401 - timed_ms: pt2_speed takes it from here
+
+_LOG = ScriptLog("backbone_variants")
+OUT, LOG, T0, say = _LOG.out, _LOG.file, _LOG.t0, _LOG.say
 ROWS: list[dict] = []
-
-
-def say(*parts) -> None:
-    line = f"[{time.perf_counter() - T0:6.0f}s] " + " ".join(str(p) for p in parts)
-    print(line, flush=True)
-    if LOG:
-        LOG.write(line + "\n")
-
-
-def timed_ms(fn, device: torch.device, iters: int = 30, warmup: int = 5) -> float:
-    """Median ms of `fn`, CUDA events on a GPU (warm), wall clock on the CPU."""
-    for _ in range(warmup):
-        fn()
-    if device.type != "cuda":
-        t = time.perf_counter()
-        for _ in range(max(2, iters // 10)):
-            fn()
-        return (time.perf_counter() - t) * 1000 / max(2, iters // 10)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def rel(got: torch.Tensor | None, want: torch.Tensor | None) -> float | None:

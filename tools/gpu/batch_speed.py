@@ -132,31 +132,27 @@ def time_detectors(det_dir: Path, device, photos: list) -> dict:
     res = {"fast_load_s": load_s, "fast_label": getattr(fast, "label", "plain (fell back)"), "message": said}
     batch = photos[:8]
     rounds = 10 if device.type == "cuda" else 2
+
+    def wall_ms(fn) -> float:
+        """Median ms of `fn` with the host's whole cost (syncs around each call), after one warm call."""
+        fn()
+        times = []
+        for _ in range(rounds):
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(times)
+
     for name, fn in (("old", lambda: detect_many(plain, batch, 0.0, 4)),
                      ("new", lambda: detect_many(fast, batch, 0.0, 4))):  # plain if it fell back
-        fn()
-        times = []
-        for _ in range(rounds):
-            sync(device)
-            t = time.perf_counter()
-            fn()
-            sync(device)
-            times.append((time.perf_counter() - t) * 1e3)
-        res[f"{name}_ms_per_call_8"] = statistics.median(times)
-        res[f"{name}_ms_per_photo"] = statistics.median(times) / len(batch)
-        say(f"detector {name}: {res[f'{name}_ms_per_call_8']:.1f} ms a call of {len(batch)} photos "
-            f"({res[f'{name}_ms_per_photo']:.2f} ms a photo)")
+        res[f"{name}_ms_per_call_8"] = ms = wall_ms(fn)
+        res[f"{name}_ms_per_photo"] = ms / len(batch)
+        say(f"detector {name}: {ms:.1f} ms a call of {len(batch)} photos ({ms / len(batch):.2f} ms a photo)")
     one = photos[0]
     for name, fn in (("old", lambda: plain.detect(one, 0.0, 4)), ("new", lambda: fast.detect(one, 0.0, 4))):
-        fn()
-        times = []
-        for _ in range(rounds):
-            sync(device)
-            t = time.perf_counter()
-            fn()
-            sync(device)
-            times.append((time.perf_counter() - t) * 1e3)
-        res[f"{name}_ms_per_call_1"] = statistics.median(times)
+        res[f"{name}_ms_per_call_1"] = wall_ms(fn)
     # Fidelity on 16 photos, the same batches of 8 on both sides, no cap.
     same, worst_px, worst_score, checked = 0, 0.0, 0.0, 0
     for start in (0, 8):

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 OUT = Path(os.environ.get("OUT") or tempfile.mkdtemp())
 LOG = open(OUT / "people_speed.log", "a", buffering=1)
@@ -62,18 +63,9 @@ def save() -> None:
 
 
 def gpu_ms(fn, iters: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    from gpu_log import timed_ms
+
+    return timed_ms(fn, torch.device("cuda"), iters, warmup)
 
 
 # ---------------------------------------------------------------------------------------------

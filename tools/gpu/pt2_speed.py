@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import tempfile
 import time
@@ -34,17 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OUT = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
-LOG = open(OUT / "pt2_speed.log", "a", buffering=1) if OUT else None
-T0 = time.perf_counter()
+from gpu_log import ScriptLog  # noqa: E402
+
+_LOG = ScriptLog("pt2_speed")
+OUT, LOG, T0, say = _LOG.out, _LOG.file, _LOG.t0, _LOG.say
 ROWS: list[dict] = []
-
-
-def say(*parts) -> None:
-    line = f"[{time.perf_counter() - T0:6.0f}s] " + " ".join(str(p) for p in parts)
-    print(line, flush=True)
-    if LOG:
-        LOG.write(line + "\n")
 
 
 def main() -> None:

@@ -1,0 +1,45 @@
+"""What the GPU scripts share: a log line to stdout and to $OUT/<name>.log (seconds since the
+script started), and timing a call (CUDA events on a GPU, the wall clock on a CPU dry run)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+class ScriptLog:
+    def __init__(self, name: str) -> None:
+        self.out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
+        self.file = open(self.out / f"{name}.log", "a", buffering=1) if self.out else None
+        self.t0 = time.perf_counter()
+
+    def say(self, *parts) -> None:
+        line = f"[{time.perf_counter() - self.t0:6.0f}s] " + " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        if self.file:
+            self.file.write(line + "\n")
+
+
+def timed_ms(fn, device: torch.device, iters: int = 30, warmup: int = 5) -> float:
+    """Median ms of `fn`, CUDA events on a GPU (warm), wall clock on the CPU."""
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        t = time.perf_counter()
+        for _ in range(max(2, iters // 10)):
+            fn()
+        return (time.perf_counter() - t) * 1000 / max(2, iters // 10)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
