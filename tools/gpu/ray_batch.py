@@ -149,6 +149,10 @@ def main() -> None:
     ap.add_argument("--backend", default="compiled")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--clip-frames", type=int, default=0, help="also a 1080p clip of 2 walking figures")
+    ap.add_argument("--photos-dir", type=Path, help="where the photos are made (kept; default: a new temp folder); "
+                                                     "runs to be compared need the same one")
+    ap.add_argument("--out-root", type=Path, help="each engine's OUTDIR under it (default: new temp folders)")
+    ap.add_argument("--compare-with", type=Path, help="an earlier run's OUTDIR: its manifest against this one's")
     args = ap.parse_args()
 
     from people_speed import make_photos
@@ -156,11 +160,12 @@ def main() -> None:
     from sam3dbody_gui.batch.inputs import expand_inputs
     from sam3dbody_gui.batch.settings import BatchSettings
 
-    folder = Path(tempfile.mkdtemp(prefix="ray_photos_"))
+    folder = args.photos_dir or Path(tempfile.mkdtemp(prefix="ray_photos_"))
     t = time.perf_counter()
-    make_photos(folder, args.photos)
-    say(f"made {args.photos} 1080p photos in {time.perf_counter() - t:.1f} s")
-    if args.clip_frames:
+    if len(list(folder.glob("p*.jpg"))) != args.photos:  # the same photos as an earlier run's, else made
+        make_photos(folder, args.photos)
+    say(f"{args.photos} 1080p photos ready in {time.perf_counter() - t:.1f} s: {folder}")
+    if args.clip_frames and not (folder / "clip.mp4").exists():
         from sam3dbody_gui.bench_video import make_bench_clip
 
         make_bench_clip(folder / "clip.mp4", people=2, frames=args.clip_frames)
@@ -170,7 +175,7 @@ def main() -> None:
                              backend=args.backend, precision=args.precision).checked()
     rows, outs = [], {}
     for engine in args.engines.split(","):
-        out = Path(tempfile.mkdtemp(prefix=f"batch_{engine}_"))
+        out = (args.out_root / engine) if args.out_root else Path(tempfile.mkdtemp(prefix=f"batch_{engine}_"))
         try:
             rows.append(run_engine(engine, expand_inputs([str(folder)], out), settings, out))
             outs[engine] = out
@@ -185,6 +190,9 @@ def main() -> None:
     if len(outs) == 2:
         a, b = outs.values()
         say("manifests: " + compare(a, b))
+    if args.compare_with is not None:
+        for engine, out in outs.items():
+            say(f"manifest of {engine} vs {args.compare_with}: " + compare(args.compare_with, out))
     (OUT / "ray_batch.json").write_text(json.dumps(rows, indent=1))
 
 
