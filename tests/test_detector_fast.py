@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from PIL import Image
 
 from sam3dbody_gui.errors import ImageError, UserError
@@ -212,28 +213,68 @@ def test_a_batch_run_with_it_writes_the_plain_runs_manifest(tiny_model_dir, dete
     assert_same_manifest(outs[0], outs[1])
 
 
-def test_scalar_writes_become_fills_while_capturing():
+class _Ops(TorchDispatchMode):
+    """What reaches the kernels below the mode under test."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_capture_safe_turns_host_scalar_writes_into_fills():
     """RT-DETR's `spatial_shapes[level, 0] = height` is a copy from a host scalar, which a CUDA
-    graph capture refuses; under the capture's mode it becomes a fill of the same value (checked
-    here with a device the CPU has: a host scalar copied into a meta tensor)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from sam3dbody_gui.runtime.detector_fast import ScalarWritesAsFills
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(str(func))
-            return func(*args, **(kwargs or {}))
+    graph capture refuses; while capturing it becomes a fill of the same value (checked with a
+    device the CPU has: a host scalar copied into a meta tensor)."""
+    from sam3dbody_gui.runtime.detector_fast import CaptureSafe
 
     target = torch.zeros(3, 2, dtype=torch.long, device="meta")
-    with Ops() as seen, ScalarWritesAsFills():  # what `cuda_tensor[i, j] = int` dispatches to
+    with _Ops() as seen, CaptureSafe(reads=[]):  # what `cuda_tensor[i, j] = int` dispatches to
         target[1, 0].copy_(torch.tensor(7))
     assert "aten.fill_.Scalar" in seen.names and "aten.copy_.default" not in seen.names
     host = torch.zeros(3, 2, dtype=torch.long)
-    with ScalarWritesAsFills():
+    with CaptureSafe(reads=[]):
         host[1, 0] = 7  # same device: left as the copy it is
     assert host[1, 0].item() == 7
+
+
+def test_capture_safe_answers_device_reads_from_the_warm_up():
+    """Its shape checks read device values (`.item()`), which a capture cannot; the capture gets
+    the warm-up's answers in order, and no read reaches the device (checked with the CPU standing
+    in for the device: `host` is meta)."""
+    from sam3dbody_gui.runtime.detector_fast import CaptureSafe
+
+    shapes = torch.tensor([[20, 20], [10, 10], [5, 5]])
+
+    def checks():
+        return [bool(((shapes[:, 0] * shapes[:, 1]).sum() == 525).item()), int(shapes[1, 0].item())]
+
+    with CaptureSafe(host=torch.device("meta")) as warm:
+        want = checks()
+    assert warm.recorded == want == [True, 10]
+    with _Ops() as seen, CaptureSafe(warm.recorded, host=torch.device("meta")):
+        got = checks()
+    assert got == want and not {"aten.item.default", "aten._local_scalar_dense.default"} & set(seen.names)
+    with CaptureSafe([True], host=torch.device("meta")), pytest.raises(RuntimeError, match="more device values"):
+        checks()
+
+
+def test_the_network_pass_under_the_capture_mode_gives_the_eager_outputs(fast):
+    """The whole detector pass (network + batched selection) as the capture runs it: the reads
+    answered from the warm-up, the host-scalar writes as fills — the same outputs as eager (the
+    CPU standing in for the device: every CPU tensor counts as on the device)."""
+    from sam3dbody_gui.runtime.detector_fast import CaptureSafe
+
+    bucket = fast._buckets[fast.buckets[1]]
+    with torch.inference_mode():
+        want = fast._forward(bucket).clone()
+        with CaptureSafe(host=torch.device("meta")) as warm:
+            fast._forward(bucket)
+        assert warm.recorded, "the network read no device values: the mode would not be needed"
+        with _Ops() as seen, CaptureSafe(warm.recorded, host=torch.device("meta")):
+            got = fast._forward(bucket)
+    assert torch.equal(got, want)
+    assert not {"aten.item.default", "aten._local_scalar_dense.default"} & set(seen.names)

@@ -46,18 +46,45 @@ _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _WARMUP = 3
 
 
-class ScalarWritesAsFills(TorchDispatchMode):
-    """transformers' RT-DETR writes Python ints into a device tensor each call
-    (`spatial_shapes[level, 0] = height`): a copy from an unpinned host scalar, which a CUDA
-    graph capture refuses. Those values are the bucket's fixed feature-map sizes, so a fill with
-    the value baked into the graph is the same thing. Only while capturing: a replay runs no
-    Python."""
+_DEVICE_READS = (torch.ops.aten.item.default, torch.ops.aten._local_scalar_dense.default)  # `.item()`, either way
+
+
+class CaptureSafe(TorchDispatchMode):
+    """What transformers' RT-DETR does each call that a CUDA graph capture refuses, made safe for
+    one bucket's fixed shapes:
+
+    - it writes Python ints into a device tensor (`spatial_shapes[level, 0] = height`): a copy
+      from an unpinned host scalar. Those are the bucket's feature-map sizes, so a fill with the
+      value baked into the graph is the same thing;
+    - it checks shapes with `.item()` (`torch_compilable_check(... .sum() == sequence_length)`):
+      a device-to-host read, which a capture cannot make. With `reads` given (capturing), each
+      read answers what the same read answered in the warm-up pass that recorded them (`reads`
+      None: recording, into `.recorded`): with the shapes fixed, those checks cannot change.
+
+    Only while warming up and capturing: a replay runs no Python. `host`: where a tensor is the
+    host's (the tests move it to check the logic on a machine without a GPU)."""
+
+    def __init__(self, reads: list | None = None, host: torch.device = torch.device("cpu")) -> None:
+        super().__init__()
+        self.host = host
+        self.replaying = reads is not None
+        self.recorded: list = [] if reads is None else list(reads)
+        self._next = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is torch.ops.aten.copy_.default:
+        if func in _DEVICE_READS and args[0].device != self.host:
+            if not self.replaying:
+                value = func(*args, **kwargs)
+                self.recorded.append(value)
+                return value
+            if self._next >= len(self.recorded):
+                raise RuntimeError("the capture read more device values than the warm-up did")
+            self._next += 1
+            return self.recorded[self._next - 1]
+        if self.replaying and func is torch.ops.aten.copy_.default:
             dst, src = args[0], args[1]
-            if src.device.type == "cpu" and src.dim() == 0 and dst.device != src.device and not src.is_pinned():
+            if src.device == self.host and src.dim() == 0 and dst.device != self.host and not src.is_pinned():
                 return dst.fill_(src.item())
         return func(*args, **kwargs)
 
@@ -129,13 +156,15 @@ class FastDetector:
         bucket.min_score.fill_(DEFAULT_MIN_SCORE)
         bucket.nms_iou.fill_(DEFAULT_NMS_IOU)
         with torch.cuda.stream(self.stream), torch.inference_mode():
-            for _ in range(_WARMUP):  # fills transformers' anchor and position caches, picks kernels
+            for _ in range(_WARMUP - 1):  # fills transformers' anchor and position caches, picks kernels
+                self._forward(bucket)
+            with CaptureSafe() as warm:  # the last warm-up records its device reads for the capture
                 self._forward(bucket)
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
         # thread_local: the body model may be loading or running in another thread meanwhile
         with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"), \
-                ScalarWritesAsFills():
+                CaptureSafe(warm.recorded):
             bucket.out = self._forward(bucket)
         bucket.graph = graph
 
