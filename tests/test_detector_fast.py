@@ -11,9 +11,7 @@ as with the plain detector). Only the CUDA graphs, the stream and the pinned cop
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
