@@ -12,7 +12,7 @@ ROOT = PACKAGE.name
 
 # Highest layer first wins: the first entry whose prefix matches names the module's layer.
 LAYER_OF_PREFIX = [
-    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("bench_people", "app"), ("bench_cpu", "app"), ("bench_video", "app"), ("compare", "app"), ("__main__", "app"), ("batch", "app"),
+    ("ui", "app"), ("cli", "app"), ("bench", "app"), ("bench_people", "app"), ("bench_cpu", "app"), ("bench_video", "app"), ("bench_targets", "app"), ("compare", "app"), ("__main__", "app"), ("batch", "app"),
     ("export", "export"),
     ("video", "pipeline"),
     ("pipeline", "pipeline"),
