@@ -77,3 +77,43 @@ def test_a_failed_build_is_a_warning_and_a_blocking_build_shows_nothing(qtbot, t
     assert "fast path failed" in view.backend_badge.text() and state.last_message[1] == "warning"
     state.set_model(ModelStatus(loaded=True, backend="pytorch", precision="fp32", device="cpu"))
     assert "fast path" not in view.backend_badge.text()
+
+
+def test_closing_the_window_mid_build_exits_at_once(tiny_model_dir, tmp_path):
+    """A background compile cannot be interrupted (minutes on a GPU): closing the window while it
+    runs must end the process, not leave it running with no window on screen."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys, threading
+        from pathlib import Path
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+        from sam3dbody_gui.pipeline import warm_start
+        from sam3dbody_gui.ui import app as app_module, main_window
+
+        warm_start.hooks.before_build = lambda: threading.Event().wait()  # a compile that never ends
+        shown = main_window.MainWindow.show
+
+        def show(self):
+            shown(self)
+            timer = QTimer(self)
+            def ready():  # the first photo answered, nothing queued: only the build is left running
+                c = self.controller
+                if c.pipeline is not None and c.pipeline.answered.is_set() and not c.is_running():
+                    assert not c.pipeline.fast_path.done
+                    QApplication.quit()
+
+            timer.timeout.connect(ready)
+            timer.start(100)
+
+        main_window.MainWindow.show = show
+        sys.exit(app_module.run_gui(model=Path(sys.argv[1])))
+    """)
+    env = dict(os.environ, SAM3DBODY_GUI_WARM_START="1", QT_QPA_PLATFORM="offscreen",
+               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -52,9 +52,12 @@ def run_gui(image: Optional[Path] = None, bbox: Optional[Sequence[float]] = None
     window.show()
     window.start(model_dir=model, backend=backend, image=image, bbox=tuple(bbox) if bbox else None)
     code = app.exec()
-    if window.controller.is_running():
-        # A model load or a long CPU inference is still running and cannot be interrupted:
-        # settings are saved already, so leave without waiting for it.
+    fast_path = getattr(window.controller.pipeline, "fast_path", None)
+    if window.controller.is_running() or (fast_path is not None and not fast_path.done):
+        # A model load, a long CPU inference or the fast path's background compile is still
+        # running and cannot be interrupted: settings are saved already (and the compile caches
+        # are written file by file, atomically), so leave without waiting minutes for it with no
+        # window on screen.
         sys.stdout.flush()
         os._exit(code)
     return code
