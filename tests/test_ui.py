@@ -132,7 +132,7 @@ def test_result_fills_all_panels(qtbot, window):
     for stage in shown:
         label = window.latency.value_labels[stage]
         assert LATENCY_TEXT.match(label.text()), (stage, label.text())
-    assert "pytorch" in window.latency.backend_badge.text()
+    assert "pytorch" in window.latency.backend_badge.full_text()
     assert window.latency.warn_badge.isVisibleTo(window)
     assert "RANDOM WEIGHTS" in window.windowTitle()
     assert len(window.state.history) == window.state.runs >= 1

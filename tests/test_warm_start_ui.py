@@ -50,7 +50,7 @@ def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
     pipe = _Pipeline()
     controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False,
                                          pipe.decoder_label))
-    assert "fast path compiling in the background" in view.backend_badge.text()
+    assert "fast path compiling in the background" in view.backend_badge.full_text()
     assert controller._fast_path_timer.isActive()
     # The build swaps in: the next poll shows the compiled backend and says so once.
     pipe.backbone = _Backbone(BackendInfo("pytorch-compiled", "fp8", "cuda:0 (H200)"))
@@ -58,7 +58,7 @@ def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
     pipe.fast_path_status = "in use (checked: mesh vs eager mean 0.10 mm, max 0.40 mm (limit 5 / 30))"
     pipe.fast_path.done = True
     controller._poll_fast_path()
-    text = view.backend_badge.text()
+    text = view.backend_badge.full_text()
     assert "backbone pytorch-compiled" in text and "fast path in use" in text and "compiled + CUDA graph" in text
     assert "mean 0.10 mm" in view.backend_badge.toolTip()
     assert state.last_message[0].startswith("Fast path in use") and not controller._fast_path_timer.isActive()
@@ -74,9 +74,9 @@ def test_a_failed_build_is_a_warning_and_a_blocking_build_shows_nothing(qtbot, t
     pipe.fast_path_status = "failed: RuntimeError: no compiler; using the eager path"
     pipe.fast_path.done = True
     controller._poll_fast_path()
-    assert "fast path failed" in view.backend_badge.text() and state.last_message[1] == "warning"
+    assert "fast path failed" in view.backend_badge.full_text() and state.last_message[1] == "warning"
     state.set_model(ModelStatus(loaded=True, backend="pytorch", precision="fp32", device="cpu"))
-    assert "fast path" not in view.backend_badge.text()
+    assert "fast path" not in view.backend_badge.full_text()
 
 
 def test_closing_the_window_mid_build_exits_at_once(tiny_model_dir, tmp_path):
@@ -117,3 +117,27 @@ def test_closing_the_window_mid_build_exits_at_once(tiny_model_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], env=env, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_longer_status_shortens_the_badge_and_never_widens_the_panel(qtbot):
+    """The fast path's status changes the badge's text while the window is open: the panel keeps
+    its width (the layout must not jump), and a narrow panel shows a shortened badge."""
+    from dataclasses import replace
+
+    state = AppState()
+    view = LatencyView(state)
+    qtbot.addWidget(view)
+    loaded = replace(state.model, loaded=True, backend="pytorch", precision="fp8", device="cuda:0 (H200)",
+                     decoder="eager, bf16", backend_label="pytorch fp8 on cuda:0")
+    state.set_model(loaded)
+    narrowest = view.minimumSizeHint().width()
+    state.set_model(replace(loaded, fast_path="compiling in the background, then checked against the eager path "
+                                              "on a calibration crop, swapped in between two runs"))
+    assert view.minimumSizeHint().width() == narrowest
+    view.resize(360, 260)
+    view.show()
+    qtbot.waitExposed(view)
+    badge = view.backend_badge
+    assert "swapped in between two runs" in badge.full_text() and badge.text().endswith("…")
+    assert badge.text() != badge.full_text() and badge.width() <= view.width()
+    assert badge.fontMetrics().horizontalAdvance(badge.text()) <= badge.contentsRect().width()

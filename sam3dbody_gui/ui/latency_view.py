@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, 
 from . import style  # noqa: E402
 from .stage_tile import StageTile, format_ms  # noqa: E402
 from .state import AppState  # noqa: E402
+from .widgets import FittedBadge  # noqa: E402
 
 from ..pipeline.result import FULL_MODE_STAGES as HAND_STAGES  # noqa: E402 - full mode only
 from ..pipeline.result import CACHED_DECODER_STAGE, STAGES  # noqa: E402
@@ -91,7 +92,8 @@ class LatencyView(QWidget):
                 symbol="o", symbolSize=4, symbolBrush=style.STAGE_COLOURS[stage], symbolPen=None,
                 connect="finite")  # body-mode runs have no hand stages: gaps, not zeros
 
-        self.backend_badge = QLabel("no model", self)
+        self.backend_badge = FittedBadge(self)  # a longer status shortens it, never widens the panel
+        self.backend_badge.set_variants("no model")
         self.backend_badge.setObjectName("badge")
         self.warn_badge = QLabel("RANDOM WEIGHTS (demo model)", self)
         self.warn_badge.setToolTip("The demo model has random weights: its mesh is not a prediction.\n"
@@ -99,8 +101,7 @@ class LatencyView(QWidget):
         self.warn_badge.setObjectName("warnBadge")
         self.warn_badge.setVisible(False)
         self.summary = " "
-        for badge in (self.backend_badge, self.warn_badge):
-            badge.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.warn_badge.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         badges = QHBoxLayout()
         badges.setSpacing(6)
         badges.addWidget(self.backend_badge)
@@ -130,11 +131,13 @@ class LatencyView(QWidget):
         if m.loaded:
             decoder = f" · decoder {m.decoder}" if m.decoder else ""
             fast = f" · fast path {m.fast_path.split(' (')[0]}" if m.fast_path else ""  # details in the tooltip
-            self.backend_badge.setText(f"backbone {m.backend} · {m.precision} · {m.device}{decoder}{fast}")
+            # The fast path's state before the device and decoder: where the badge is shortened,
+            # those go first.
+            self.backend_badge.set_variants(f"backbone {m.backend} · {m.precision}{fast} · {m.device}{decoder}")
         elif m.loading:
-            self.backend_badge.setText("loading model…")
+            self.backend_badge.set_variants("loading model…")
         else:
-            self.backend_badge.setText("no model loaded")
+            self.backend_badge.set_variants("no model loaded")
         self.backend_badge.setToolTip(m.backend_label + (f"\nfast path: {m.fast_path}" if m.fast_path else ""))
         self.warn_badge.setVisible(m.synthetic and (m.loaded or m.loading))
 

@@ -3,7 +3,7 @@ message banner."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from . import icons, style
@@ -42,6 +42,25 @@ class FittedLabel(QLabel):
         """The text shown is one of the variants, whole (not elided)."""
         return self.text() in self._variants and \
             self.fontMetrics().horizontalAdvance(self.text()) <= self.contentsRect().width()
+
+
+class FittedBadge(FittedLabel):
+    """A FittedLabel for a pill: as wide as its whole text where there is room, shortened ("…")
+    where there is not, never widening its panel (a longer status must not shift the layout)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+
+    def full_text(self) -> str:
+        return self._variants[0]
+
+    def sizeHint(self) -> QSize:
+        chrome = self.width() - self.contentsRect().width()  # frame, margins and the style's padding
+        return QSize(self.fontMetrics().horizontalAdvance(self._variants[0]) + chrome + 2, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
 
 
 class Panel(QFrame):
