@@ -19,8 +19,13 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray, dtype=np.float32) ->
     """(V, 3) area-weighted unit vertex normals (outward for counter-clockwise faces)."""
     faces = np.asarray(faces, dtype=np.int64)
     weighted = face_normals(vertices, faces, unit=False)
-    normals = np.zeros((len(vertices), 3), dtype=np.float64)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], weighted)
+    # Each face's normal added to its three corners' vertices: corner 0 of every face, then corner
+    # 1, then 2 (np.add.at's order, so the same sums to the bit), as one weighted bincount per axis:
+    # the whole function 5.0 → 2.4 ms for the 18,439-vertex body (every overlay, 3-D view and mesh
+    # file pays it; a GLB person was 10.5 ms).
+    corners = faces.T.reshape(-1)
+    repeated = np.tile(weighted, (3, 1))
+    normals = np.stack([np.bincount(corners, weights=repeated[:, axis], minlength=len(vertices))
+                        for axis in range(3)], axis=1)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return (normals / np.maximum(length, 1e-12)).astype(dtype)

@@ -63,3 +63,21 @@ def test_unknown_suffix_is_a_user_error(body, tmp_path):
     with pytest.raises(UserError, match=r"\.obj, \.ply, \.glb, \.stl"):
         save_mesh(tmp_path / "body.fbx", body.vertices, body.faces)
     assert not (tmp_path / "body.fbx").exists()
+
+
+def test_vertex_normals_equal_the_scatter_add_to_the_bit():
+    """The weighted-bincount sum adds each vertex's face normals in np.add.at's order: the same
+    normals to the last bit (a vertex no face uses has a zero normal, not a NaN)."""
+    from sam3dbody_gui.mesh_math import face_normals, vertex_normals
+
+    rng = np.random.default_rng(5)
+    vertices = rng.normal(size=(500, 3))
+    faces = rng.integers(0, 490, size=(900, 3))  # vertices 490..499 belong to no face
+    weighted = face_normals(vertices, faces, unit=False)
+    want = np.zeros((500, 3))
+    for k in range(3):
+        np.add.at(want, faces[:, k], weighted)
+    want /= np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
+    got = vertex_normals(vertices, faces, dtype=np.float64)
+    assert np.array_equal(got, want)
+    assert np.all(got[490:] == 0)
