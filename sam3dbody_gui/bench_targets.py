@@ -129,7 +129,7 @@ def target_rows(model_dir: Path, device: torch.device, cold: bool = True,
     cuda = device.type == "cuda"
     backbone_spec, e2e_spec = fast_specs(device)
     bench = Bench(model_dir, device, progress=progress)
-    rows: list[TargetRow] = []
+    rows = _SaidRows(progress)  # each row also said as it is measured: a run cut short keeps them
 
     fast_row, fp32_row = None, None
     for row in bench.backbone_rows(["pytorch:fp32", backbone_spec]):
@@ -171,7 +171,17 @@ def target_rows(model_dir: Path, device: torch.device, cold: bool = True,
         rows.append(TargetRow("cold start → first mesh (empty caches)",
                               got.get("error") or f"{got['first_mesh_s']:.1f} s ({got['backend']})",
                               f"≤ {COLD_START_S:g} s", None if "error" in got else got["first_mesh_s"] <= COLD_START_S))
-    return rows
+    return list(rows)
+
+
+class _SaidRows(list):
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def append(self, row: TargetRow) -> None:
+        super().append(row)
+        self._progress(f"measured: {row.what}: {row.measured} (target {row.target})")
 
 
 def format_targets(machine: dict, rows: list[TargetRow]) -> str:
