@@ -56,7 +56,7 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     plan = plan_backend(request, files, dev, config.backbone_type, config.crop_size)
     target = None
     if warm_start:
-        plan, target = warm_start_plans(plan, request, dev)
+        plan, target = warm_start_plans(plan, request, dev, background_build)
     if compile_decoder is None:
         compile_decoder = (target or plan).kind == "compiled"
     compile_decoder = compile_decoder and cuda_graph and dev.type == "cuda"

@@ -140,14 +140,15 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     return BackendPlan("pytorch", precision, None, why, checked=cpu_auto)
 
 
-def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.device) -> tuple[BackendPlan,
-                                                                                          BackendPlan | None]:
+def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.device,
+                     background: bool = True) -> tuple[BackendPlan, BackendPlan | None]:
     """(what to open now, the compiled plan to build in the background, or None) for a warm
     start (pipeline/warm_start.py). A compiled plan, named or one `auto` would take, opens eager
     first in its own precision (fp8 eager on an FP8 GPU, the checked int8 on a CPU), on the same
     weights the compile then uses. With a warm start `auto` aims for the compiled path even when
     nothing is cached: the compile no longer delays the first mesh. Eager named, TensorRT, .pt2,
-    and a CPU without a fast precision open as they are."""
+    and a CPU without a fast precision open as they are. `background` False (`infer`: one photo):
+    the eager plan alone is used, and its reason says so."""
     target = None
     if plan.kind == "compiled":
         target = plan
@@ -157,8 +158,10 @@ def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.devic
                              compile_needed=True, checked=plan.checked)
     if target is None:
         return plan, None
-    eager = BackendPlan("pytorch", target.precision, None, f"{target.reason}; eager until the compiled one is ready",
-                        checked=target.checked)
+    why = (f"{target.reason}; eager until the compiled one is ready" if background else
+           f"{target.reason.removesuffix('; compiled in the background')}; eager: one photo would only wait "
+           "for a compile")
+    eager = BackendPlan("pytorch", target.precision, None, why, checked=target.checked)
     return eager, target
 
 
