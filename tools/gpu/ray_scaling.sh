@@ -5,16 +5,8 @@
 # compared with the 1-GPU run's. Ray's wheel staged in /tmp/stage by an earlier call (see
 # ray_batch.sh). NVLink multicast stays off; this work needs no NCCL.
 set -uo pipefail
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-START=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  .whl/*.whl /tmp/stage/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-MODEL=${MODEL:-/tmp/full}; DET=${DET:-/tmp/full_det}; PHOTOS=${PHOTOS:-2000}
-[ -f "$DET/config.json" ] || python3 -m sam3dbody_gui.cli make-synthetic "$DET" --detector --size full > "$OUT/make.log" 2>&1 &
-[ -f "$MODEL/model.ckpt" ] || python3 -m sam3dbody_gui.cli make-synthetic "$MODEL" --size full --exports none >> "$OUT/make.log" 2>&1
-wait
+source "$(dirname "$0")/ray_setup.sh"
+PHOTOS=${PHOTOS:-2000}
 GPUS=$(python3 -c "import torch; print(torch.cuda.device_count())")
 echo "setup took $(( $(date +%s) - START )) s; $GPUS GPUs"
 for N in 1 2 4 8; do
