@@ -149,8 +149,10 @@ def target_rows(model_dir: Path, device: torch.device, cold: bool = True,
                           body_ms <= (GPU_BODY_MS if cuda else CPU_BODY_MS)))
     rows.append(TargetRow("end to end, full mode", f"{full_ms:.2f} ms", f"≤ {GPU_FULL_MS:g} ms" if cuda else "–",
                           full_ms <= GPU_FULL_MS if cuda else None))
+    # The first-use cost is a GPU's: CUDA graphs captured (or passes compiled) at first use.
     rows.append(TargetRow("first full-mode run after load", f"+{first - steady:.1f} ms ({first:.1f} vs {steady:.1f})",
-                          f"≤ +{FIRST_USE_MS:g} ms", first - steady <= FIRST_USE_MS))
+                          f"≤ +{FIRST_USE_MS:g} ms" if cuda else "– (a GPU target: captures)",
+                          first - steady <= FIRST_USE_MS if cuda else None))
     fidelity = compare_rows(bench, "pytorch:fp32", e2e_spec)
     mean_mm = statistics.fmean(r.vertex_mean_mm for r in fidelity)
     max_mm = max(r.vertex_max_mm for r in fidelity)
