@@ -46,19 +46,6 @@ class TargetRow:
     met: Optional[bool]  # None: not measured on this machine
 
 
-def fast_specs(device: torch.device) -> tuple[str, str]:
-    """(backbone spec, end-to-end spec) of the path `auto` runs fastest on this device."""
-    if device.type == "cuda":
-        from .runtime.backbones.fp8 import fp8_supported
-
-        backbone = f"compiled:{'fp8' if fp8_supported(device) else 'bf16'}"
-        return backbone, backbone + "+dec-compiled+dec-bf16"
-    from .runtime.cpu_features import this_cpu_plan
-
-    precision = this_cpu_plan().backbone
-    return f"compiled:{precision}", f"compiled:{precision}" + ("+dec-int8" if precision == "int8" else "")
-
-
 def _child_env(fresh_caches: Optional[Path]) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if fresh_caches is not None:
@@ -97,7 +84,9 @@ def child(kind: str, model_dir: Path, device_name: str, spawned_at: float) -> di
         pipe = build_pipeline(model_dir, device_name, warm_start=True, background_build=False)
         pipe.run(item.image, item.box)
         return {"first_mesh_s": time.time() - spawned_at, "backend": pipe.backbone.info.label()}
-    backbone, _ = fast_specs(device)
+    from .bench import fast_configs
+
+    backbone, _ = fast_configs(device)
     kind_name, _, precision = backbone.partition(":")
     pipe = build_pipeline(model_dir, device_name, backend=kind_name, precision=precision, warm_start=False)
     for _ in range(10):
@@ -122,68 +111,62 @@ def first_full_run_ms(pipeline, images) -> tuple[float, float]:
 
 def target_rows(model_dir: Path, device: torch.device, cold: bool = True,
                 progress: Callable[[str], None] = print) -> list[TargetRow]:
-    from .bench import Bench
+    from .bench import Bench, fast_configs
     from .compare import compare_rows
     from .pipeline.benchmark_images import benchmark_images
 
     cuda = device.type == "cuda"
-    backbone_spec, e2e_spec = fast_specs(device)
+    backbone_spec, e2e_spec = fast_configs(device)
     bench = Bench(model_dir, device, progress=progress)
-    rows = _SaidRows(progress)  # each row also said as it is measured: a run cut short keeps them
+    rows: list[TargetRow] = []
+
+    def add(row: TargetRow) -> None:  # each row also said as it is measured: a run cut short keeps them
+        rows.append(row)
+        progress(f"measured: {row.what}: {row.measured} (target {row.target})")
 
     fast_row, fp32_row = None, None
     for row in bench.backbone_rows(["pytorch:fp32", backbone_spec]):
         fast_row, fp32_row = (row, fp32_row) if row.config == backbone_spec else (fast_row, row)
     if fast_row is not None:
         speedup = fp32_row.mean_ms / fast_row.mean_ms if fp32_row else float("nan")
-        rows.append(TargetRow(f"backbone, batch 1 ({backbone_spec})", f"{fast_row.mean_ms:.2f} ms ({speedup:.1f}× fp32)",
-                              f"≤ {GPU_BACKBONE_MS:g} ms (≥ 20×)" if cuda else "– (a GPU target)",
-                              fast_row.mean_ms <= GPU_BACKBONE_MS and speedup >= 20 if cuda else None))
+        add(TargetRow(f"backbone, batch 1 ({backbone_spec})", f"{fast_row.mean_ms:.2f} ms ({speedup:.1f}× fp32)",
+                      f"≤ {GPU_BACKBONE_MS:g} ms (≥ 20×)" if cuda else "– (a GPU target)",
+                      fast_row.mean_ms <= GPU_BACKBONE_MS and speedup >= 20 if cuda else None))
     pipeline = bench.pipeline(e2e_spec)
     images = benchmark_images()
     first, steady = first_full_run_ms(pipeline, images)
     body, full = bench.end_to_end_rows([e2e_spec, e2e_spec + "+full"])
     body_ms, full_ms = body.stages_median_ms["total"], full.stages_median_ms["total"]
-    rows.append(TargetRow("end to end, body mode", f"{body_ms:.2f} ms",
-                          f"≤ {GPU_BODY_MS:g} ms" if cuda else f"≤ {CPU_BODY_MS:g} ms (full size, 2 cores)",
-                          body_ms <= (GPU_BODY_MS if cuda else CPU_BODY_MS)))
-    rows.append(TargetRow("end to end, full mode", f"{full_ms:.2f} ms", f"≤ {GPU_FULL_MS:g} ms" if cuda else "–",
-                          full_ms <= GPU_FULL_MS if cuda else None))
+    add(TargetRow("end to end, body mode", f"{body_ms:.2f} ms",
+                  f"≤ {GPU_BODY_MS:g} ms" if cuda else f"≤ {CPU_BODY_MS:g} ms (full size, 2 cores)",
+                  body_ms <= (GPU_BODY_MS if cuda else CPU_BODY_MS)))
+    add(TargetRow("end to end, full mode", f"{full_ms:.2f} ms", f"≤ {GPU_FULL_MS:g} ms" if cuda else "–",
+                  full_ms <= GPU_FULL_MS if cuda else None))
     # The issue's first-use cost is a GPU's: CUDA graphs captured (or passes compiled) at first use.
-    rows.append(TargetRow("first full-mode run after load", f"+{first - steady:.1f} ms ({first:.1f} vs {steady:.1f})",
-                          f"≤ +{FIRST_USE_MS:g} ms" if cuda else "– (a GPU target: captures)",
-                          first - steady <= FIRST_USE_MS if cuda else None))
+    add(TargetRow("first full-mode run after load", f"+{first - steady:.1f} ms ({first:.1f} vs {steady:.1f})",
+                  f"≤ +{FIRST_USE_MS:g} ms" if cuda else "– (a GPU target: captures)",
+                  first - steady <= FIRST_USE_MS if cuda else None))
     fidelity = compare_rows(bench, "pytorch:fp32", e2e_spec)
     mean_mm = statistics.fmean(r.vertex_mean_mm for r in fidelity)
     max_mm = max(r.vertex_max_mm for r in fidelity)
-    rows.append(TargetRow(f"mesh deviation vs fp32 ({e2e_spec})", f"mean {mean_mm:.2f} / max {max_mm:.2f} mm",
-                          f"mean ≤ {FIDELITY_MEAN_MM:g}, max ≤ {FIDELITY_MAX_MM:g} mm",
-                          mean_mm <= FIDELITY_MEAN_MM and max_mm <= FIDELITY_MAX_MM))
+    add(TargetRow(f"mesh deviation vs fp32 ({e2e_spec})", f"mean {mean_mm:.2f} / max {max_mm:.2f} mm",
+                  f"mean ≤ {FIDELITY_MEAN_MM:g}, max ≤ {FIDELITY_MAX_MM:g} mm",
+                  mean_mm <= FIDELITY_MEAN_MM and max_mm <= FIDELITY_MAX_MM))
     del bench, pipeline
     if cuda:
         torch.cuda.empty_cache()
         progress("peak GPU memory: a fresh process, blocking fast path")
         got = run_child("memory", model_dir, device)
-        rows.append(TargetRow("peak GPU memory, body mode", got.get("error") or f"{got['peak_gib']:.2f} GiB",
-                              f"≤ {PEAK_GIB:g} GiB", None if "error" in got else got["peak_gib"] <= PEAK_GIB))
+        add(TargetRow("peak GPU memory, body mode", got.get("error") or f"{got['peak_gib']:.2f} GiB",
+                      f"≤ {PEAK_GIB:g} GiB", None if "error" in got else got["peak_gib"] <= PEAK_GIB))
     if cold:
         progress("cold start: a fresh process with empty caches")
         with tempfile.TemporaryDirectory(prefix="sam3dbody-cold-") as fresh:
             got = run_child("cold", model_dir, device, fresh_caches=Path(fresh))
-        rows.append(TargetRow("cold start → first mesh (empty caches)",
-                              got.get("error") or f"{got['first_mesh_s']:.1f} s ({got['backend']})",
-                              f"≤ {COLD_START_S:g} s", None if "error" in got else got["first_mesh_s"] <= COLD_START_S))
-    return list(rows)
-
-
-class _SaidRows(list):
-    def __init__(self, progress: Callable[[str], None]) -> None:
-        super().__init__()
-        self._progress = progress
-
-    def append(self, row: TargetRow) -> None:
-        super().append(row)
-        self._progress(f"measured: {row.what}: {row.measured} (target {row.target})")
+        add(TargetRow("cold start → first mesh (empty caches)",
+                      got.get("error") or f"{got['first_mesh_s']:.1f} s ({got['backend']})",
+                      f"≤ {COLD_START_S:g} s", None if "error" in got else got["first_mesh_s"] <= COLD_START_S))
+    return rows
 
 
 def format_targets(machine: dict, rows: list[TargetRow]) -> str:

@@ -42,12 +42,17 @@ class _Pipeline:
         self.decoder_label = "eager, bf16"
 
 
-def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
+def _watched(qtbot, tmp_path):
+    """A latency view and the model controller watching a (stand-in) pipeline's background build."""
     state = AppState()
     view = LatencyView(state)
     qtbot.addWidget(view)
     controller = ModelController(state, QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), _Inference())
-    pipe = _Pipeline()
+    return state, view, controller, _Pipeline()
+
+
+def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
+    state, view, controller, pipe = _watched(qtbot, tmp_path)
     controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False,
                                          pipe.decoder_label))
     assert "fast path compiling in the background" in view.backend_badge.full_text()
@@ -65,11 +70,7 @@ def test_the_badge_shows_the_fast_path_until_it_is_swapped_in(qtbot, tmp_path):
 
 
 def test_a_failed_build_is_a_warning_and_a_blocking_build_shows_nothing(qtbot, tmp_path):
-    state = AppState()
-    view = LatencyView(state)
-    qtbot.addWidget(view)
-    controller = ModelController(state, QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), _Inference())
-    pipe = _Pipeline()
+    state, view, controller, pipe = _watched(qtbot, tmp_path)
     controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False))
     pipe.fast_path_status = "failed: RuntimeError: no compiler; using the eager path"
     pipe.fast_path.done = True

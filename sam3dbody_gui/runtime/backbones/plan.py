@@ -159,8 +159,7 @@ def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.devic
     if target is None:
         return plan, None
     why = (f"{target.reason}; eager until the compiled one is ready" if background else
-           f"{target.reason.removesuffix('; compiled in the background')}; eager: one photo would only wait "
-           "for a compile")
+           f"{plan.reason}; eager: one photo would only wait for a compile")
     eager = BackendPlan("pytorch", target.precision, None, why, checked=target.checked)
     return eager, target
 
