@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_log import ScriptLog, timed_ms  # noqa: E402,F401 - timed_ms: pt2_speed takes it from here
+from gpu_log import ScriptLog, attempt, timed_ms  # noqa: E402,F401 - timed_ms: pt2_speed takes it from here
 
 _LOG = ScriptLog("backbone_variants")
 OUT, LOG, T0, say = _LOG.out, _LOG.file, _LOG.t0, _LOG.say
@@ -62,13 +62,9 @@ def step(name: str, deadline: float, need_s: float, fn) -> None:
         say(f"skipped {name}: {left:.0f} s left, needs ~{need_s:.0f}")
         row(name, "-", note=f"skipped: {left:.0f} s left")
         return
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the other steps still run
-        say(f"step {name} failed: {type(exc).__name__}: {str(exc)[:300]}")
-        if LOG:
-            LOG.write(traceback.format_exc())
-        row(name, "-", note=f"failed: {type(exc).__name__}: {str(exc)[:80]}")
+    failed = attempt(_LOG, name, fn)
+    if failed:
+        row(name, "-", note=failed)
 
 
 # --- one block, optionally with padded tokens and a key mask ------------------------------------------

@@ -28,7 +28,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -223,18 +222,10 @@ def run_batch(engine: str, pipe, model_dir: Path, det_dir: Path, folder: Path, d
                              max_people=4, min_score=0.0, device=device.type, backend=spec.split(":")[0],
                              precision=spec.split(":")[1].split("+")[0] if ":" in spec else "auto").checked()
     sources = expand_inputs([str(folder)], out)
-    busy: dict = {}
-    lock = threading.Lock()
+    from gpu_log import BusyClock
 
-    def timed(name, fn, generator=False):
-        def wrapper(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return list(fn(*a, **k)) if generator else fn(*a, **k)
-            finally:
-                with lock:
-                    busy[name] = busy.get(name, 0.0) + time.perf_counter() - t0
-        return wrapper
+    clock = BusyClock()
+    busy, timed = clock.busy, clock.timed
 
     originals = {n: getattr(photo_work, n) for n in ("read", "find_people_many", "infer_many")}
     orig_get, orig_record = local_engine._Run._get, local_engine._Run._record

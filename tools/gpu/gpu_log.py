@@ -43,3 +43,40 @@ def timed_ms(fn, device: torch.device, iters: int = 30, warmup: int = 5) -> floa
         torch.cuda.synchronize()
         times.append(a.elapsed_time(b))
     return statistics.median(times)
+
+
+def attempt(log: ScriptLog, name: str, fn) -> str | None:
+    """Run one step of a script; None if it went through, else a short note of why not (the
+    traceback goes to the log): one failing step must not stop the others."""
+    import traceback
+
+    try:
+        fn()
+        return None
+    except Exception as exc:  # noqa: BLE001 - the other steps still run
+        log.say(f"step {name} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        if log.file:
+            log.file.write(traceback.format_exc())
+        return f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+
+
+class BusyClock:
+    """Seconds spent in wrapped functions, by name, summed over threads (where a batch run's
+    threads spend their time)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.busy: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def timed(self, name: str, fn, generator: bool = False):
+        """`fn` counting its time under `name`; `generator`: it yields, so its whole run is timed."""
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return list(fn(*a, **k)) if generator else fn(*a, **k)
+            finally:
+                with self._lock:
+                    self.busy[name] = self.busy.get(name, 0.0) + time.perf_counter() - t0
+        return wrapper

@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -442,18 +441,10 @@ def step_batch(bench, model_dir: Path, photos: int, writers_list, formats_list):
     det_dir = find_installed_detector()
     real = load_detector(det_dir, device=DEVICE) if det_dir is not None else None
     detector = _CountedDetector(real)
-    busy: dict = {}
-    lock = threading.Lock()
+    from gpu_log import BusyClock
 
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                with lock:
-                    busy[name] = busy.get(name, 0.0) + time.perf_counter() - t0
-        return wrapper
+    clock = BusyClock()
+    busy, timed = clock.busy, clock.timed
 
     originals = {n: getattr(photo_work, n) for n in ("read", "find_people_many", "infer_many")}  # write: pickled
     orig_get, orig_put_w = local_engine._Run._get, local_engine._Run._put_for_writer

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_log import ScriptLog  # noqa: E402
+from gpu_log import ScriptLog, attempt  # noqa: E402
 
 _LOG = ScriptLog("pt2_speed")
 OUT, LOG, T0, say = _LOG.out, _LOG.file, _LOG.t0, _LOG.say
@@ -126,13 +126,9 @@ def main() -> None:
             say(f"skipped {name}: {left:.0f} s left")
             ROWS.append(dict(variant=name, note=f"skipped: {left:.0f} s left"))
             continue
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - the other steps still run
-            say(f"{name} failed: {type(exc).__name__}: {str(exc)[:300]}")
-            if LOG:
-                LOG.write(traceback.format_exc())
-            ROWS.append(dict(variant=name, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
+        failed = attempt(_LOG, name, fn)
+        if failed:
+            ROWS.append(dict(variant=name, note=failed))
         if device.type == "cuda":
             torch._dynamo.reset()
             torch.cuda.empty_cache()
