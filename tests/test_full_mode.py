@@ -34,6 +34,22 @@ HAND_KEYS_UPSTREAM_NEVER_READS = {
 }
 
 
+def run_golden_case(pipeline, spec: dict):
+    """The parity photo in full mode as the golden case `spec` ran upstream: its hand camera
+    (the synthetic weights' is put back after) and its hand checks."""
+    image, box = parity_image()
+    hand_camera = pipeline.model.init_camera_hand.weight
+    synthetic = hand_camera.detach().clone()
+    try:
+        with torch.no_grad():
+            if spec["hand_camera"] is not None:
+                hand_camera.copy_(torch.tensor([spec["hand_camera"]]))
+        return pipeline.run(image, box, mode="full", hand_checks=HandChecks(**spec["checks"]))
+    finally:
+        with torch.no_grad():
+            hand_camera.copy_(synthetic)
+
+
 def parity_image() -> tuple[np.ndarray, list[float]]:
     """The photo and box of tools/parity/decoder_parity.py's `test_image` (a formula, not a file)."""
     height, width = 720, 1280
@@ -84,17 +100,7 @@ def test_full_mode_matches_upstream(case, golden, pipeline, monkeypatch):
         return out
 
     monkeypatch.setattr(full_mode, "decode_hands", capture)
-    image, box = parity_image()
-    hand_camera = pipeline.model.init_camera_hand.weight
-    synthetic = hand_camera.detach().clone()
-    try:
-        with torch.no_grad():
-            if spec["hand_camera"] is not None:
-                hand_camera.copy_(torch.tensor([spec["hand_camera"]]))
-        result = pipeline.run(image, box, mode="full", hand_checks=HandChecks(**spec["checks"]))
-    finally:
-        with torch.no_grad():
-            hand_camera.copy_(synthetic)
+    result = run_golden_case(pipeline, spec)
     hands = captured["hands"]
     assert result.mode == "full"
     assert result.hands.accepted.tolist() == spec["accepted"].tolist()

@@ -20,7 +20,7 @@ from sam3dbody_gui.runtime.decoders import compiled_hand_refine
 from sam3dbody_gui.runtime.decoders.compiled_hand_pass import CompiledHandPass, StaticPass, hand_example
 from sam3dbody_gui.runtime.decoders.compiled_hand_refine import CompiledRefinement, example_inputs
 from sam3dbody_gui.runtime.decoders.hand_graph import LazyHandDecoder
-from test_full_mode import ACCEPT_ALL, _rel, parity_image
+from test_full_mode import ACCEPT_ALL, _rel, parity_image, run_golden_case
 
 CPU = torch.device("cpu")
 
@@ -62,17 +62,7 @@ def golden():
 def test_the_fast_path_matches_upstream(case, golden, fast):
     """Rejected hands (no re-run), both accepted, one: the graphs' decision and numbers as upstream's."""
     spec = golden["cases"][case]
-    image, box = parity_image()
-    hand_camera = fast.model.init_camera_hand.weight
-    synthetic = hand_camera.detach().clone()
-    try:
-        with torch.no_grad():
-            if spec["hand_camera"] is not None:
-                hand_camera.copy_(torch.tensor([spec["hand_camera"]]))
-        result = fast.run(image, box, mode="full", hand_checks=HandChecks(**spec["checks"]))
-    finally:
-        with torch.no_grad():
-            hand_camera.copy_(synthetic)
+    result = run_golden_case(fast, spec)
     assert result.hands.accepted.tolist() == spec["accepted"].tolist()
     assert result.hands.body_rerun == spec["body_rerun"] and result.hands.prompts_used == spec["prompts_used"]
     ours = {"final pred_vertices": result.vertices, "final pred_keypoints_3d": result.keypoints_3d,
