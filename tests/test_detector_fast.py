@@ -164,9 +164,30 @@ def test_the_check_passes_fp32_and_catches_a_difference(plain, fast):
     moved = replace(ref, people=[PersonBox((p.box_xyxy[0] + 3.0, *p.box_xyxy[1:]), p.score) for p in ref.people])
     assert "no match" in compare_detections(ref, moved, (300, 500))  # 3 px > 2 input px (1.6 photo px)
     fewer = Detections(ref.people[:-1], ref.found - 1, True, 0.5, 5)
-    assert "found" in compare_detections(ref, fewer, (300, 500))
+    assert "person 4 of the plain path has no match" in compare_detections(ref, fewer, (300, 500))
+    assert "of the fast path has no match" in compare_detections(fewer, ref, (300, 500))  # one made up
     swapped = replace(ref, people=[ref.people[1], ref.people[0], *ref.people[2:]])
     assert compare_detections(ref, swapped, (300, 500)) is None  # a rank swap is the same people
+
+
+def _people(scores, shift: float = 0.0) -> list:
+    return [PersonBox((10.0 * i + shift, 5.0, 10.0 * i + 8.0, 40.0), s) for i, s in enumerate(scores)]
+
+
+def test_the_check_lets_borderline_and_past_the_cap_people_differ_but_nothing_else():
+    ref = Detections(_people([0.9, 0.8, 0.7, 0.51]), 4, False, 0.5, None)
+    # the last one is within SCORE_TOL of the threshold: rounding may drop it
+    assert compare_detections(ref, replace(ref, people=ref.people[:3], found=3), (300, 500)) is None
+    assert compare_detections(ref, replace(ref, people=ref.people[:2], found=2), (300, 500)) is not None
+    # past the first `top` people nothing is compared (ties decide there); within it, everything
+    many = Detections(_people([0.9] * 6), 6, False, 0.5, None)
+    other_tail = replace(many, people=many.people[:3] + _people([0.9] * 3, shift=500.0)[3:])
+    assert compare_detections(many, other_tail, (300, 1000), top=3) is None
+    assert "person 3 of the plain path" in compare_detections(many, other_tail, (300, 1000), top=4)
+    # the last places of the cap may trade with the next ones (within the first 2 x top)
+    traded = replace(many, people=[many.people[i] for i in (0, 1, 2, 4, 3, 5)])
+    assert compare_detections(many, traded, (300, 1000), top=3) is None
+    assert compare_detections(ref, Detections([], 0, False, 0.5, None), (300, 500)).endswith("found nobody)")
 
 
 def test_bf16_moves_the_synthetic_people_so_it_falls_back(plain):
