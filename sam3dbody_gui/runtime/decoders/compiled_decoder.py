@@ -26,6 +26,7 @@ import torch
 
 from ...model.sam3d_body import SAM3DBody
 from ..compile_cache import cache_path, load_compile_cache, save_compile_cache
+from ..compile_limits import allow_decoder_recompiles
 from ..cuda_graph import capture
 from .decoder_graph import GraphedDecoderPass, check_agreement, plausible_camera
 
@@ -63,6 +64,7 @@ class CompiledBodyDecoder(GraphedDecoderPass):
             progress("compiling the decoder (one time, about a minute)")
         # The rig is TorchScript: the compiler leaves its six calls as they are (graph breaks) and
         # fuses everything between them.
+        allow_decoder_recompiles()
         self.compiled = torch.compile(model.decode_body, dynamic=False)
         with torch.inference_mode():
             self.compiled(self.features, self.camera)  # compile here, outside the capture

@@ -27,6 +27,7 @@ from ...model import full_mode
 from ...model.crop_camera import CropCamera
 from ...model.sam3d_body import SAM3DBody
 from ..compile_cache import cache_path, load_compile_cache, save_compile_cache
+from ..compile_limits import allow_decoder_recompiles
 from ..cuda_graph import capture
 from .decoder_graph import CAMERA_FIELDS, check_agreement
 
@@ -54,6 +55,8 @@ class StaticPass:
     def __init__(self, fn: Callable, example: tuple, device: torch.device, compile_backend: str | None = None) -> None:
         self.eager = fn
         self.compiled = compile_backend is not None
+        if self.compiled:
+            allow_decoder_recompiles()
         self.fn = torch.compile(fn, dynamic=False, backend=compile_backend) if self.compiled else fn
         self.inputs = tree_map(lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, example)
         self._leaves = tree_flatten(self.inputs)[0]

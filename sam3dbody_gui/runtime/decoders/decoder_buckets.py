@@ -26,6 +26,7 @@ import torch
 from ...model.crop_camera import CropCamera
 from ...model.sam3d_body import SAM3DBody
 from ..compile_cache import cache_path, load_compile_cache, save_compile_cache
+from ..compile_limits import allow_decoder_recompiles
 from ..cuda_graph import capture
 from .decoder_graph import CAMERA_FIELDS, GraphedBodyDecoder, GraphedDecoderPass, check_agreement, plausible_camera
 
@@ -130,6 +131,7 @@ class CompiledBucketedBodyDecoder(BucketedBodyDecoder):
                  f"(batches of {', '.join(map(str, self.buckets))})")
         # One compile, the batch size dynamic; the rig (TorchScript) stays as it is between the
         # fused pieces, as in the single-person pass.
+        allow_decoder_recompiles()
         self.compiled = torch.compile(model.decode_body, dynamic=None)
         for size in self.buckets:
             self._graphs[size] = _CompiledBucket(self.compiled, model, size, crop_size, device)
