@@ -297,3 +297,16 @@ def test_the_network_pass_under_the_capture_mode_gives_the_eager_outputs(fast):
             got = fast._forward(bucket)
     assert torch.equal(got, want)
     assert not {"aten.item.default", "aten._local_scalar_dense.default"} & set(seen.names)
+
+
+def test_one_bucket_gives_a_photo_the_same_people_whatever_shares_its_call(plain):
+    """A batch run's detector (load_batch_detector: one bucket of 8, padded) — a photo's people
+    do not depend on its call's other photos or their number, and the check compares it at that
+    batch size."""
+    one_bucket = FastDetector(plain, "fp32", buckets=(8,))
+    assert check_fast(one_bucket, plain) is None
+    a, b, c = _noise(300, 500, 21), _smooth(480, 640), _noise(720, 1280, 22)
+    alone = one_bucket.detect(c, min_score=0.5, max_people=None)
+    for group in ([a, b, c], [c, a], [b, a, b, a, b, a, c]):
+        where = next(i for i, photo in enumerate(group) if photo is c)
+        assert one_bucket.detect_many(group, min_score=0.5, max_people=None)[where] == alone

@@ -21,9 +21,10 @@ score exactly alike), which of two tied queries the top-k or the NMS keeps is up
 (a GPU's top-k picks among exact ties by its own order, graphs or not); a check of all ~280
 synthetic people failed even the fp32 graphs on an H200, which replay the eager kernels.
 
-The reference runs the plain path on the same batch the fast path runs (four probes: one bucket
-of 4, then the first alone: a bucket of 1), as the engine ran the plain detector before (batched,
-photo_work.detect_many): batch size changes a convolution's rounding in the last bits.
+The reference runs the plain path at the batch size the fast path runs (four probes, then the
+first alone, each padded with black photos up to the fast path's bucket), as the engine ran the
+plain detector before (batched, photo_work.detect_many): batch size changes a convolution's
+rounding in the last bits.
 """
 
 from __future__ import annotations
@@ -111,13 +112,19 @@ def check_fast(fast, plain, photos: Optional[list[np.ndarray]] = None) -> Option
     """None when `fast` matches `plain` on every probe photo, as one batch and the first alone;
     else the first difference, in words."""
     photos = probe_photos() if photos is None else photos
-    ref = plain_batch(plain, photos)
+    ref = plain_batch(plain, padded(photos, fast.bucket_for(len(photos))))
     batch = fast.detect_many(photos, min_score=DEFAULT_MIN_SCORE, max_people=None)
     for k, (photo, want, got) in enumerate(zip(photos, ref, batch)):
         why = compare_detections(want, got, photo.shape[:2])
         if why:
             return f"probe {k} ({photo.shape[1]}x{photo.shape[0]}, in a batch of {len(photos)}): {why}"
     alone = fast.detect(photos[0], min_score=DEFAULT_MIN_SCORE, max_people=None)
-    why = compare_detections(plain.detect(photos[0], min_score=DEFAULT_MIN_SCORE, max_people=None), alone,
+    why = compare_detections(plain_batch(plain, padded(photos[:1], fast.bucket_for(1)))[0], alone,
                              photos[0].shape[:2])
     return f"probe 0 alone: {why}" if why else None
+
+
+def padded(photos: list[np.ndarray], size: int) -> list[np.ndarray]:
+    """`photos` and black ones up to `size`: the reference at the batch size the fast path runs
+    (its padding slots hold other pixels, which no row of the network mixes into a photo's)."""
+    return list(photos) + [np.zeros_like(photos[0])] * (size - len(photos))

@@ -41,6 +41,7 @@ from ..model.detector_postprocess import (DEFAULT_MAX_PEOPLE, DEFAULT_MIN_SCORE,
 from .detector_resize import DeviceResize
 
 BUCKETS = (1, 2, 4, 8)  # photos a network call takes; the engine's DETECT_BATCH is the largest
+BATCH_BUCKET = 8  # a batch run's one bucket (load_batch_detector): the engines' DETECT_BATCH
 PRECISIONS = ("fp16", "bf16", "fp32")  # tried in this order on a GPU
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _WARMUP = 3
@@ -139,6 +140,10 @@ class FastDetector:
         how = "CUDA graphs" if self.graphs else "eager"
         return f"{how} per batch of {'/'.join(map(str, self.buckets))}, {self.precision}, resize on the device"
 
+    def bucket_for(self, photos: int) -> int:
+        """The batch size a call of `photos` photos (at most the largest bucket) runs at."""
+        return next(size for size in self.buckets if size >= photos)
+
     # -- the network and the selection, static shapes --------------------------------------
     def _forward(self, bucket: _Bucket) -> torch.Tensor:
         """(size, 7Q + 1) float32: person logits, boxes (Q x 4), order, kept, settled."""
@@ -197,7 +202,7 @@ class FastDetector:
     def _run(self, images: list[np.ndarray], sizes: list[tuple[int, int]], min_score: float,
              nms_iou: float) -> torch.Tensor:
         """Host (n, 7Q + 1) results of up to the largest bucket's photos."""
-        bucket = self._buckets[next(size for size in self.buckets if size >= len(images))]
+        bucket = self._buckets[self.bucket_for(len(images))]
         stream = torch.cuda.stream(self.stream) if self.stream is not None else nullcontext()
         with stream, torch.inference_mode():
             self._prepare(bucket, images, sizes, min_score, nms_iou)
@@ -249,7 +254,8 @@ class FastDetector:
 
 
 def fast_detector(plain: PersonDetector, log: Callable[[str], None] = print,
-                  precisions: tuple[str, ...] = PRECISIONS, graphs: Optional[bool] = None):
+                  precisions: tuple[str, ...] = PRECISIONS, graphs: Optional[bool] = None,
+                  buckets: tuple[int, ...] = BUCKETS):
     """The first precision whose fast path passes the check against `plain`, or `plain` itself
     (one line through `log` says which, and why)."""
     from .detector_check import check_fast
@@ -257,7 +263,7 @@ def fast_detector(plain: PersonDetector, log: Callable[[str], None] = print,
     misses = []
     for precision in precisions:
         try:
-            fast = FastDetector(plain, precision, graphs=graphs)
+            fast = FastDetector(plain, precision, graphs=graphs, buckets=buckets)
             why = check_fast(fast, plain)
         except Exception as exc:  # noqa: BLE001 - a fast path that cannot be built is a fast path we skip
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -274,8 +280,17 @@ def fast_detector(plain: PersonDetector, log: Callable[[str], None] = print,
 
 def load_batch_detector(folder, device, log: Callable[[str], None] = print):
     """The detector a batch run uses: on a GPU the checked fast path (or the plain one it fell
-    back to), on the CPU the plain one."""
+    back to), on the CPU the plain one.
+
+    One bucket, BATCH_BUCKET photos: every call runs at that batch size, padded. A photo's
+    people then depend on the photo alone, not on which photos shared its call (a convolution's
+    or a GEMM's rows come out the same bit for bit at one batch size, not across sizes). How a
+    run groups photos depends on timing (the local engine takes what the readers have, Ray's
+    blocks another way, a resumed run what is left): with several buckets, the same photo could
+    come out with other people where scores tie, as the synthetic detector's do (an H200 run gave
+    the local and Ray engines different people for some photos). A short call costs the full
+    bucket (23 ms for 8 photos on the H200, 5.5 ms for one), only where the readers fall behind."""
     plain = load_detector(folder, device=device)
     if plain.device.type != "cuda":
         return plain
-    return fast_detector(plain, log)
+    return fast_detector(plain, log, buckets=(BATCH_BUCKET,))
