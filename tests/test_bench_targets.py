@@ -41,3 +41,10 @@ def test_a_child_that_fails_is_a_row_saying_why(tiny_model_dir, monkeypatch):
     rows = bench_targets.target_rows(tiny_model_dir, torch.device("cpu"), cold=True, progress=lambda m: None)
     cold = rows[-1]
     assert cold.what.startswith("cold start") and cold.measured == "exit 1: out of memory" and cold.met is None
+
+
+def test_the_first_use_row_names_the_stages_a_first_run_spent_more_in():
+    first = {"preprocess": 1.0, "hand decoder": 905.0, "body re-run": 260.0, "backbone": 5.0, "total": 1171.0}
+    steady = {"preprocess": 1.2, "hand decoder": 6.7, "body re-run": 5.6, "backbone": 4.6, "total": 18.1}
+    assert bench_targets.extra_by_stage(first, steady) == "hand decoder +898.3, body re-run +254.4 ms"
+    assert bench_targets.extra_by_stage(steady, steady) == ""  # nothing spent at first use: nothing named
