@@ -82,10 +82,16 @@ class _ReplayedCall:
     def replay(self):
         self.output.copy_(self.run())
 
+    def pool(self):
+        return ("pool of", id(self))
+
 
 def test_static_batch_buckets_give_each_crop_its_own_features(tiny_loaded, tmp_path, monkeypatch):
-    def fake_capture(run, device):
+    captured = []  # (batch size, pool asked for): the buckets share the first (largest) one's pool
+
+    def fake_capture(run, device, pool=None):
         graph = _ReplayedCall(run)
+        captured.append((graph.output.shape[0], pool))
         return graph, graph.output
 
     monkeypatch.setattr(compiled_backend, "capture", fake_capture)
@@ -98,3 +104,5 @@ def test_static_batch_buckets_give_each_crop_its_own_features(tiny_loaded, tmp_p
         got = backend(crops)  # padded into the bucket of 4
         want = torch.cat([encoder(c[None]) for c in crops])
     assert got.shape == want.shape and relative(got, want) < 1e-4
+    first = backend._bucket_graphs[4][0]
+    assert captured == [(4, None), (2, first.pool())]

@@ -27,9 +27,10 @@ def captures_guarded_by(lock: ContextManager) -> Iterator[None]:
         _this_thread.lock = previous
 
 
-def capture(run: Callable[[], Outputs], device: torch.device) -> tuple[torch.cuda.CUDAGraph, Outputs]:
+def capture(run: Callable[[], Outputs], device: torch.device, pool=None) -> tuple[torch.cuda.CUDAGraph, Outputs]:
     """Warm `run` up on a side stream (as CUDA graphs require), then capture one call of it.
-    Returns the graph and the outputs of the captured call (static buffers a replay refills)."""
+    Returns the graph and the outputs of the captured call (static buffers a replay refills).
+    `pool`: another graph's `pool()`, to share its memory (see the backbone's batch buckets)."""
     lock = getattr(_this_thread, "lock", None)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
@@ -39,6 +40,6 @@ def capture(run: Callable[[], Outputs], device: torch.device) -> tuple[torch.cud
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     mode = "global" if lock is None else "thread_local"
-    with lock or contextlib.nullcontext(), torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode=mode):
+    with lock or contextlib.nullcontext(), torch.inference_mode(), torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
         outputs = run()
     return graph, outputs

@@ -196,14 +196,22 @@ class CompiledBackbone(BackboneBackend):
         self.batch_compiled = torch.compile(self.encoder, fullgraph=True,
                                             dynamic=False if options.static_batches else None,
                                             **options.compile_kwargs())
-        for size in self.buckets:
+        # One memory pool for every bucket, the largest captured first (the others' intermediates
+        # fit in its blocks): else each bucket keeps its own, and the four together held more than
+        # the largest alone. Safe because a bucket's output is read before the next backbone call
+        # (the pipeline clones the features before full mode's hand crops, and the chunks of a
+        # batch past the largest bucket are cloned): a replay may overwrite another bucket's
+        # output, never one still in use.
+        pool = None
+        for size in sorted(self.buckets, reverse=True):
             static = torch.zeros(size, *self.static_input.shape[1:], device=self.device, dtype=self.dtype)
             if not options.static_batches:
                 torch._dynamo.mark_dynamic(static, 0, min=2, max=max(self.buckets))
             with torch.inference_mode():
                 self.batch_compiled(static)
             torch.cuda.synchronize(self.device)
-            graph, output = capture(lambda static=static: self.batch_compiled(static), self.device)
+            graph, output = capture(lambda static=static: self.batch_compiled(static), self.device, pool=pool)
+            pool = graph.pool() if pool is None else pool
             self._bucket_graphs[size] = (graph, static, output)
         if not cached:
             save_compile_cache(batch_cache)
