@@ -249,3 +249,36 @@ def test_with_no_run_the_build_starts_after_the_grace(tiny_model_dir, tmp_path, 
     monkeypatch.setattr(warm_start.hooks, "before_build", started.set)
     pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, warm_start=True)
     assert started.wait(30) and pipe.fast_path.wait(BUILD_TIMEOUT_S)
+
+
+def test_fp8_quantised_on_the_way_to_the_device_gives_the_same_weights_there(tiny_model_dir):
+    """The fp8 path loads the backbone on the host and quantises each Linear on its way to the
+    device (quantize_backbone_fp8(encoder, device)): the same fp8 weights as quantising in place,
+    every tensor of the encoder on the device, and the plan asks for the host load only for fp8."""
+    from sam3dbody_gui.model.model_folder import load_model_folder
+    from sam3dbody_gui.runtime.backbones.fp8 import Fp8Linear, quantize_backbone_fp8
+    from sam3dbody_gui.runtime.backbones.plan import BackendPlan
+
+    def fp8_layers(device):
+        loaded = load_model_folder(tiny_model_dir, backbone_dtype=torch.bfloat16, backbone_device="cpu")
+        encoder = quantize_backbone_fp8(loaded.model.backbone.encoder, device)
+        return encoder, [m for m in encoder.modules() if isinstance(m, Fp8Linear)]
+
+    _, in_place = fp8_layers(None)
+    encoder, moved = fp8_layers(torch.device("meta"))  # a device other than the host's, without a GPU
+    assert len(in_place) == len(moved) > 0
+    assert {t.device.type for t in list(encoder.parameters()) + list(encoder.buffers())} == {"meta"}
+    assert all(m.weight_fp8.dtype == torch.float8_e4m3fn and m.weight_fp8.shape == n.weight_fp8.shape
+               for m, n in zip(moved, in_place))
+    assert not any(isinstance(m, torch.nn.Linear) for b in encoder.blocks for m in b.modules())
+    assert BackendPlan("compiled", "fp8", None, "").backbone_on_host
+    assert not BackendPlan("compiled", "bf16", None, "").backbone_on_host
+    assert not BackendPlan("tensorrt", "fp8", None, "").backbone_on_host
+
+
+def test_loading_the_backbone_elsewhere_puts_only_the_backbone_there(tiny_model_dir):
+    from sam3dbody_gui.model.model_folder import load_model_folder
+
+    model = load_model_folder(tiny_model_dir, device="cpu", backbone_device="meta").model
+    assert {p.device.type for p in model.backbone.parameters()} == {"meta"}
+    assert {p.device.type for n, p in model.named_parameters() if not n.startswith("backbone.")} == {"cpu"}

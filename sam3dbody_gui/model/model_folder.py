@@ -191,9 +191,20 @@ def _is_hand_only(key: str) -> bool:
     return head.endswith("_hand") or head in ("hand_pe_layer",)
 
 
-def materialize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Allocate a meta-device model on `device` and rebuild its computed (non-checkpoint) buffers."""
-    model = model.to_empty(device=device)
+def materialize(model: torch.nn.Module, device: torch.device,
+                backbone_device: torch.device | None = None) -> torch.nn.Module:
+    """Allocate a meta-device model on `device` (its backbone on `backbone_device` when given) and
+    rebuild its computed (non-checkpoint) buffers."""
+    backbone = getattr(model, "backbone", None)
+    if backbone_device is not None and backbone is not None:
+        backbone.to_empty(device=backbone_device)
+        if next(model.parameters(recurse=False), None) is not None or next(model.buffers(recurse=False), None) is not None:
+            raise ValueError("materialize: tensors held by the model itself, outside its submodules")
+        for child in model.children():
+            if child is not backbone:
+                child.to_empty(device=device)
+    else:
+        model = model.to_empty(device=device)
     for module in model.modules():
         init = getattr(module, "init_static_buffers", None)
         if callable(init):
@@ -223,9 +234,12 @@ def load_model_folder(
     decoder_dtype: torch.dtype = torch.float32,
     backbone_dtype: torch.dtype = torch.float32,
     with_backbone: bool = True,
+    backbone_device: torch.device | str | None = None,
 ) -> LoadedModel:
     """Build our SAM3DBody from a model folder. `with_backbone=False` when a runtime backend
-    (TensorRT engine, .pt2) computes the features: the 840 M backbone weights are not loaded."""
+    (TensorRT engine, .pt2) computes the features: the 840 M backbone weights are not loaded.
+    `backbone_device`: where the backbone's weights go, when not on `device` (the fp8 path loads
+    them on the host and quantises them onto the GPU: BackendPlan.backbone_on_host)."""
     device = torch.device(device)
     files = find_model_files(folder)
     config = load_model_config(files.config)
@@ -246,7 +260,7 @@ def load_model_folder(
     model.to(decoder_dtype)
     if with_backbone:
         model.backbone.to(backbone_dtype)
-    model = materialize(model, device)
+    model = materialize(model, device, None if backbone_device is None else torch.device(backbone_device))
     report = load_state_into(model, state, with_backbone, checked)
     report.read_inertly = contents.needed_inert_loading
     del state, contents  # unmaps the checkpoint now, not when the caller's frame ends

@@ -8,7 +8,9 @@ on a background thread and swapped in when checked (warm_start.py).
 
 The backbone is loaded straight into the precision it runs in (BackendPlan.load_dtype): before,
 it was loaded in fp32 on the GPU (3.1 GiB for the 840 M backbone) and cast or quantised there,
-so the fp32 copy set the GPU's peak."""
+so the fp32 copy set the GPU's peak. The fp8 backbone is loaded on the host in bf16 and quantised
+onto the GPU layer by layer (BackendPlan.backbone_on_host), so the GPU never holds it in bf16
+either (1.6 GiB for the 840 M backbone: that load was the fp8 path's peak)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                    backbone_file: Path | None = None, cuda_graph: bool = True, decoder_precision: str = "auto",
                    progress: Callable[[str], None] = lambda m: None, cache_dir: Path | None = None,
                    compile_decoder: bool | None = None, warm_start: bool = False,
-                   background_build: bool = True, load_in_run_precision: bool = True) -> Pipeline:
+                   background_build: bool = True, load_in_run_precision: bool = True,
+                   host_staged_fp8: bool = True) -> Pipeline:
     """Load a model folder and open the backbone backend the request (or `auto`) names.
 
     `compile_decoder`: on CUDA, also compile the decoder pass and the crop (TorchInductor; a
@@ -40,7 +43,8 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     `background_build` False: the eager path only (`infer`: one photo could never use the
     compiled one, and a process must not exit while a build still runs).
     `load_in_run_precision` False: the backbone loaded in fp32 and cast after, as before (only
-    to measure what that cost: tools/gpu/cold_start.py)."""
+    to measure what that cost: tools/gpu/cold_start.py). `host_staged_fp8` False: the fp8
+    backbone loaded onto the GPU in bf16 and quantised there, as before (tools/gpu/fp8_load_peak.py)."""
     from ..device import resolve_device, resolve_dtype
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
@@ -65,10 +69,13 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision),
-                               backbone_dtype=plan.load_dtype if load_in_run_precision else torch.float32)
+                               backbone_dtype=plan.load_dtype if load_in_run_precision else torch.float32,
+                               backbone_device="cpu" if host_staged_fp8 and plan.backbone_on_host else None)
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     backbone = open_backend(plan, request, files, dev, config, encoder, progress,
                             calibration=calibration_for(config, dev), check=mesh_check_for(loaded))
+    if plan.needs_backbone_weights:
+        loaded.model.backbone.to(dev)  # what of it the backend did not move (fp8 moves the encoder)
     if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
         mesh_check_for(loaded).fast_decoder("int8")
     if dev.type == "cuda":

@@ -75,15 +75,21 @@ class Fp8Linear(nn.Module):
     _static = False  # a plain attribute (not a tensor test) so compiled graphs branch on it freely
 
 
-def quantize_backbone_fp8(encoder: nn.Module) -> nn.Module:
-    """Swap every Linear inside the transformer blocks for Fp8Linear (in place); cast the rest to bf16."""
+def quantize_backbone_fp8(encoder: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """Swap every Linear inside the transformer blocks for Fp8Linear (in place); cast the rest to bf16.
+
+    `device`: where the quantised backbone goes, when it is loaded elsewhere (the host): each
+    Linear is moved there alone, quantised there and its bf16 weights dropped, so the device never
+    holds the bf16 backbone (1.6 GiB for the 840 M one; it set the fp8 path's peak memory, above
+    what the fp8 weights and every run need). The same fp8 weights as quantising on the device."""
     encoder = encoder.to(torch.bfloat16)
     for block in encoder.blocks:
         for parent in list(block.modules()):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):
-                    setattr(parent, name, Fp8Linear(child))
-    return encoder
+                    setattr(parent, name, Fp8Linear(child if device is None else child.to(device)))
+                    del child
+    return encoder if device is None else encoder.to(device)
 
 
 @torch.no_grad()

@@ -61,6 +61,13 @@ class BackendPlan:
         return self.kind in ("pytorch", "compiled")
 
     @property
+    def backbone_on_host(self) -> bool:
+        """Whether our backbone is loaded on the host and moved to the device as it is prepared:
+        fp8, quantised layer by layer on the way (quantize_backbone_fp8), so the device never
+        holds it in bf16."""
+        return self.precision == "fp8" and self.needs_backbone_weights
+
+    @property
     def load_dtype(self) -> torch.dtype:
         """The dtype to load our backbone in: the one it runs in, so the GPU never holds a 3 GiB
         fp32 copy on the way (fp8 quantises from bf16, as quantize_backbone_fp8 always did). fp32
@@ -184,16 +191,19 @@ def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.devic
     """Our backbone in the requested precision, and the dtype its input must have. On CUDA the
     patch embedding becomes one matrix product (patch_embed.py: cuDNN's bf16 convolution there
     was 4 % of a batch of 16), once checked against the convolution."""
-    if device.type == "cuda":
-        from .patch_embed import use_gemm_patch_embed_
-
-        use_gemm_patch_embed_(encoder)
     if precision == "fp8":
         if not fp8_supported(device):
             raise DeviceError("fp8 needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper)")
         if calibration is None:
             raise ValueError("an fp8 backbone needs calibration crops")
-        quantized = quantize_backbone_fp8(encoder)
+        # Loaded on the host (BackendPlan.backbone_on_host): onto the device layer by layer, quantised.
+        encoder = quantize_backbone_fp8(encoder, device)
+    if device.type == "cuda":
+        from .patch_embed import use_gemm_patch_embed_
+
+        use_gemm_patch_embed_(encoder)
+    if precision == "fp8":
+        quantized = encoder
         with torch.inference_mode():
             calibrate_fp8_(quantized, calibration())
         return quantized, torch.bfloat16
