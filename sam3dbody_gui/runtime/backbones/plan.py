@@ -202,11 +202,10 @@ def prepare_encoder(encoder: DinoV3Backbone, precision: str, device: torch.devic
         from .patch_embed import use_gemm_patch_embed_
 
         use_gemm_patch_embed_(encoder)
-    if precision == "fp8":
-        quantized = encoder
+    if precision == "fp8":  # calibrated on the device, the patch embedding as it will run
         with torch.inference_mode():
-            calibrate_fp8_(quantized, calibration())
-        return quantized, torch.bfloat16
+            calibrate_fp8_(encoder, calibration())
+        return encoder, torch.bfloat16
     if precision == "int8":
         if device.type != "cpu":
             raise DeviceError("int8 is the CPU's fast path (dynamic quantisation, oneDNN); on a GPU use bf16 or fp8")
