@@ -74,6 +74,26 @@ def test_int8_linear_is_close_to_fp32_and_keeps_the_masked_key_bias():
     assert torch.allclose(bias_only, linear.bias * linear.bias_mask)  # the key third of the bias stays 0
 
 
+@pytest.mark.parametrize("levels", [127.0, 63.0])
+def test_int8_weights_worked_in_place_are_the_plain_formula_to_the_bit(levels):
+    """Int8DynamicLinear quantises in a reused buffer (opening the backbone faster): the same
+    int8 weights and scales as round(w / (max|w| / levels)), clamped — with the shared buffer,
+    without one, and with one too small to use; a zero row keeps its floor scale."""
+    g = torch.Generator().manual_seed(3)
+    linear = torch.nn.Linear(160, 96)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(96, 160, generator=g) * 0.05)
+        linear.weight[5].zero_()
+        linear.weight[7, 3] = 1.0  # one large weight: its row's scale comes from it
+    w = linear.weight.detach()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / levels
+    want = torch.round(w / scale[:, None]).clamp(-levels, levels).to(torch.int8)
+    for scratch in (None, torch.full((96 * 160 + 5,), float("nan")), torch.empty(10)):
+        got = Int8DynamicLinear(linear, levels, scratch)
+        assert torch.equal(got.weight_int8, want) and torch.equal(got.weight_scale, scale)
+    assert int(want[7].abs().max()) == int(levels) and not want[5].any()
+
+
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_fast_backbone_features_stay_close_and_undo_restores_fp32_exactly(tiny_loaded, precision):
     encoder = tiny_loaded.model.backbone.encoder
