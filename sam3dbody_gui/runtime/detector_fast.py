@@ -7,7 +7,8 @@ docs/bench/h200_people_notes.md). Here, for a batch of photos:
 
     upload     each photo's uint8 pixels through a reused pinned buffer, on our own stream
     resize     PIL's resize, bit for bit, on the device (detector_resize.py), into one static
-               (bucket, 3, 640, 640) input; a bucket is 1, 2, 4 or 8 photos (padded up)
+               (bucket, 3, 640, 640) input; a bucket is 1, 2, 4 or 8 photos (padded up; a batch
+               run's detector has the one bucket of 8: load_batch_detector says why)
     network    the same module, replayed as one CUDA graph per bucket (captured at load), under
                fp16 or bf16 autocast where that keeps the detections, else in fp32
     select     threshold, boxes and NMS batched in the same graph (select_people_batched), then
