@@ -69,10 +69,31 @@ def check_settings(min_score: float, nms_iou: float, max_people: Optional[int]) 
 def boxes_to_photo(cxcywh: torch.Tensor, photo_hw: tuple[int, int]) -> torch.Tensor:
     """(N, 4) fractions (cx, cy, w, h) -> (N, 4) photo pixels (x1, y1, x2, y2), clipped to the photo."""
     h, w = float(photo_hw[0]), float(photo_hw[1])
+    xyxy = _corners(cxcywh, h, w)
+    return torch.minimum(xyxy.clamp(min=0.0), xyxy.new_tensor([w, h, w, h]))
+
+
+def _corners(cxcywh: torch.Tensor, h, w) -> torch.Tensor:
+    """(..., 4) fractions (cx, cy, w, h) -> (..., 4) pixels (x1, y1, x2, y2), unclipped; `h`, `w`
+    numbers or tensors that broadcast against the boxes (one photo's size, or a batch's)."""
     cx, cy, bw, bh = cxcywh.float().unbind(-1)
-    xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], dim=-1)
-    limit = xyxy.new_tensor([w, h, w, h])
-    return torch.minimum(xyxy.clamp(min=0.0), limit)
+    return torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], dim=-1)
+
+
+def _wide_enough(boxes: torch.Tensor) -> torch.Tensor:
+    """Which (..., 4) clipped boxes are at least MIN_BOX_PIXELS wide and high."""
+    return (boxes[..., 2] - boxes[..., 0] >= MIN_BOX_PIXELS) & (boxes[..., 3] - boxes[..., 1] >= MIN_BOX_PIXELS)
+
+
+def _detections(boxes: torch.Tensor, scores: torch.Tensor, chosen: torch.Tensor, min_score: float,
+                max_people: Optional[int]) -> Detections:
+    """The people at the `chosen` query indices (kept, best first) of one photo's `boxes` and `scores`."""
+    found = len(chosen)
+    if max_people is not None:
+        chosen = chosen[: int(max_people)]
+    people = [PersonBox(tuple(float(v) for v in boxes[i].tolist()), float(scores[i])) for i in chosen.tolist()]
+    return Detections(people, found, len(people) < found, float(min_score),
+                      None if max_people is None else int(max_people))
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -112,15 +133,9 @@ def select_people(logits: torch.Tensor, pred_boxes: torch.Tensor, photo_hw: tupl
     check_settings(min_score, nms_iou, max_people)
     scores = torch.sigmoid(logits[:, person_id].float())
     boxes = boxes_to_photo(pred_boxes, photo_hw)
-    wide = (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_PIXELS) & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_PIXELS)
-    candidates = torch.nonzero((scores >= min_score) & wide).flatten()
+    candidates = torch.nonzero((scores >= min_score) & _wide_enough(boxes)).flatten()
     kept = candidates[nms(boxes[candidates], scores[candidates], nms_iou)]
-    found = len(kept)
-    if max_people is not None:
-        kept = kept[: int(max_people)]
-    people = [PersonBox(tuple(float(v) for v in boxes[i].tolist()), float(scores[i])) for i in kept.tolist()]
-    return Detections(people, found, len(people) < found, float(min_score),
-                      None if max_people is None else int(max_people))
+    return _detections(boxes, scores, kept, min_score, max_people)
 
 
 # -- several photos at once, on the device ---------------------------------------------------
@@ -141,12 +156,9 @@ def select_people_batched(person_logits: torch.Tensor, pred_boxes: torch.Tensor,
     `kept` (B, Q) bool in that order; `settled` (B,) bool: the rounds reached greedy NMS's answer."""
     scores = torch.sigmoid(person_logits.float())
     h, w = photo_hw[:, 0:1].float(), photo_hw[:, 1:2].float()
-    cx, cy, bw, bh = pred_boxes.float().unbind(-1)
-    xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], dim=-1)
     limit = torch.stack([w, h, w, h], dim=-1)  # (B, 1, 4)
-    boxes = torch.minimum(xyxy.clamp(min=0.0), limit)
-    wide = (boxes[..., 2] - boxes[..., 0] >= MIN_BOX_PIXELS) & (boxes[..., 3] - boxes[..., 1] >= MIN_BOX_PIXELS)
-    candidate = (scores >= min_score) & wide
+    boxes = torch.minimum(_corners(pred_boxes, h, w).clamp(min=0.0), limit)
+    candidate = (scores >= min_score) & _wide_enough(boxes)
     # Candidates first, by score; the rest after (their order does not matter: never kept).
     ranked = torch.where(candidate, scores, torch.full_like(scores, -1.0))
     order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
@@ -167,14 +179,7 @@ def people_from_selection(person_logits: torch.Tensor, pred_boxes: torch.Tensor,
                           max_people: Optional[int]) -> Detections:
     """One photo's Detections from `select_people_batched`'s (host) outputs: the kept queries'
     boxes and scores computed as select_people computes them."""
-    chosen = order[kept]
-    found = len(chosen)
-    if max_people is not None:
-        chosen = chosen[: int(max_people)]
     # Over every query, then indexed, as select_people does: a vectorised sigmoid of another
     # length may round the last bit differently.
-    scores = torch.sigmoid(person_logits.float())[chosen]
-    boxes = boxes_to_photo(pred_boxes, photo_hw)[chosen]
-    people = [PersonBox(tuple(float(v) for v in b.tolist()), float(s)) for b, s in zip(boxes, scores)]
-    return Detections(people, found, len(people) < found, float(min_score),
-                      None if max_people is None else int(max_people))
+    return _detections(boxes_to_photo(pred_boxes, photo_hw), torch.sigmoid(person_logits.float()), order[kept],
+                       min_score, max_people)
