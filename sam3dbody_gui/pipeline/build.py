@@ -129,10 +129,11 @@ def _fast_stages(pipeline: Pipeline, target, request, device: torch.device, cuda
                                                   precision=target.precision))
     if device.type == "cuda" and cuda_graph:
         notes: list[str] = []
+        say = _noting(progress, notes)
         stages.decoder, stages.hand_decoder, stages.cropper = gpu_stages(
-            pipeline.loaded, device, request.cache_dir, cuda_graph, compile_decoder, _noting(progress, notes))
+            pipeline.loaded, device, request.cache_dir, cuda_graph, compile_decoder, say)
         stages.batch_decoder = batch_decoder_for(pipeline.loaded, device, cuda_graph, compile_decoder,
-                                                 request.cache_dir, _noting(progress, notes))
+                                                 request.cache_dir, say)
         stages.prompted_decoder = LazyPromptedDecoder(pipeline.model, config.crop_size, device, graph=True)
         prepare_hands = getattr(stages.hand_decoder, "prepare", None)
         if callable(prepare_hands):  # full mode's hand pass captured here too, not on the first full-mode run

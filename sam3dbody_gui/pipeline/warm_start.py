@@ -48,6 +48,8 @@ WARM_START_ENV = "SAM3DBODY_GUI_WARM_START"
 def warm_start_wanted() -> bool:
     """Whether the window and `infer` start warm (the default) or blocking (WARM_START_ENV=0)."""
     return os.environ.get(WARM_START_ENV, "1").strip() not in ("0", "false", "no", "off")
+
+
 STAGE_NAMES = ("backbone", "decoder", "hand_decoder", "cropper", "batch_decoder", "prompted_decoder")
 
 

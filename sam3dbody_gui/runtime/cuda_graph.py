@@ -40,6 +40,7 @@ def capture(run: Callable[[], Outputs], device: torch.device, pool=None) -> tupl
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     mode = "global" if lock is None else "thread_local"
-    with lock or contextlib.nullcontext(), torch.inference_mode(), torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
+    with lock or contextlib.nullcontext(), torch.inference_mode(), \
+            torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
         outputs = run()
     return graph, outputs

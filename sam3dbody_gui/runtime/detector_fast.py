@@ -117,6 +117,9 @@ class FastDetector:
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         self.buckets = tuple(sorted(buckets))
         self.resize = DeviceResize(self.device, spec.size_hw, spec.resample)
+        # The normalisation's constants on the device once, not made from lists per photo.
+        self._mean = None if spec.mean is None else torch.tensor(spec.mean, device=self.device)[:, None, None]
+        self._std = None if spec.mean is None else torch.tensor(spec.std, device=self.device)[:, None, None]
         cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if cuda else None
         self._done = torch.cuda.Event() if cuda else None
@@ -193,8 +196,8 @@ class FastDetector:
             pixels = self.resize(self._upload(slot, image))[0]
             if spec.rescale is not None:
                 pixels = pixels * spec.rescale
-            if spec.mean is not None:
-                pixels = (pixels - pixels.new_tensor(spec.mean)[:, None, None]) / pixels.new_tensor(spec.std)[:, None, None]
+            if self._mean is not None:
+                pixels = (pixels - self._mean.to(pixels.dtype)) / self._std.to(pixels.dtype)
             bucket.pixels[slot].copy_(pixels)
         bucket.photo_hw[: len(sizes)].copy_(torch.tensor(sizes, dtype=torch.float32), non_blocking=True)
         bucket.min_score.fill_(float(min_score))

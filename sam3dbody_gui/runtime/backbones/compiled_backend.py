@@ -127,14 +127,11 @@ class CompiledBackbone(BackboneBackend):
             progress(f"loaded compiled kernels from the cache ({self.cache_file.name})")
         else:
             progress(f"compiling the backbone ({precision}, {options.describe()}; one time, takes minutes)")
-        self.options = options
-        self.compiled = torch.compile(self.encoder, fullgraph=True, dynamic=False, **options.compile_kwargs())
         t0 = time.perf_counter()
         # The one input tensor the compiled code ever sees (dynamo guards on dtype and layout;
         # a miss would recompile, minutes with max-autotune, in the middle of a user's run).
         self.static_input = torch.zeros(1, 3, crop_size, crop_size, device=self.device, dtype=dtype)
-        with torch.inference_mode():
-            self.compiled(self.static_input)  # compile now, not on the first photo
+        self._compile_single(options)
         self.check = None
         if options.tuned:
             self._check_tuned(crop_size, progress)
@@ -153,6 +150,13 @@ class CompiledBackbone(BackboneBackend):
         self._bucket_graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         if self.buckets:
             self._prepare_batches(crop_size, self.options, progress)
+
+    def _compile_single(self, options: CompileOptions) -> None:
+        """The batch-1 compile with `options`, compiled now (not on the first photo)."""
+        self.options = options
+        self.compiled = torch.compile(self.encoder, fullgraph=True, dynamic=False, **options.compile_kwargs())
+        with torch.inference_mode():
+            self.compiled(self.static_input)
 
     def _check_tuned(self, crop_size: int, progress: Progress) -> None:
         """A tuned compile against the encoder run eagerly on a probe crop; on a miss (or an error)
@@ -174,10 +178,7 @@ class CompiledBackbone(BackboneBackend):
             progress(f"tuned compile ({self.options.describe()}) matches eager: {why}")
             return
         progress(f"tuned compile ({self.options.describe()}) missed its check ({why}); using the default kernels")
-        self.options = CompileOptions()
-        self.compiled = torch.compile(self.encoder, fullgraph=True, dynamic=False, **self.options.compile_kwargs())
-        with torch.inference_mode():
-            self.compiled(self.static_input)
+        self._compile_single(CompileOptions())
 
     @property
     def batched(self) -> bool:

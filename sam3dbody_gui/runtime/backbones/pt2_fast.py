@@ -37,6 +37,12 @@ RMS_TOLERANCE = 1e-2  # RMS of (fast − as is), relative to the RMS of the feat
 Progress = Callable[[str], None]
 
 
+def _why(exc: Exception) -> str:
+    """An exception in a note: its type and the start of its first line."""
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
 def first_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -106,8 +112,7 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
             with torch.inference_mode():
                 check = compare(first_output(candidate(probe)), want)
         except Exception as exc:  # noqa: BLE001 - an unsupported kernel or pattern: keep the last good step
-            fast.notes.append(f"{name} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
-                              "; kept the step before")
+            fast.notes.append(f"{name} failed ({_why(exc)}); kept the step before")
             progress(f".pt2 backbone: {fast.notes[-1]}")
             return
         fast.checks[name] = check
@@ -164,8 +169,7 @@ def _compiled(module: torch.nn.Module, fast: FastProgram, probe: torch.Tensor, w
         with torch.inference_mode():
             check = compare(run(probe), want)
     except Exception as exc:  # noqa: BLE001 - compile errors come in many types
-        fast.notes.append(f"compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
-                          "; running uncompiled")
+        fast.notes.append(f"compile failed ({_why(exc)}); running uncompiled")
         progress(f".pt2 backbone: {fast.notes[-1]}")
         return eager
     fast.compile_seconds = time.perf_counter() - t0

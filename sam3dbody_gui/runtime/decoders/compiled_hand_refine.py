@@ -122,9 +122,8 @@ class CompiledRefinement:
         self._decide: dict[tuple, StaticPass] = {}
         self._rerun: dict[tuple, StaticPass | None] = {}
         # Every kept subset's indices, made on the device once (no host→device copy per run).
-        self._keep = {tuple(i for i in range(NUM_PROMPTS) if mask >> i & 1): None for mask in range(2 ** NUM_PROMPTS)}
-        for subset in self._keep:
-            self._keep[subset] = torch.tensor(subset, dtype=torch.int64, device=device)
+        subsets = [tuple(i for i in range(NUM_PROMPTS) if mask >> i & 1) for mask in range(2 ** NUM_PROMPTS)]
+        self._keep = {subset: torch.tensor(subset, dtype=torch.int64, device=device) for subset in subsets}
         t0 = time.perf_counter()
         cache_file, from_cache = None, False
         if compile_backend is not None and cache_dir is not None:
@@ -180,22 +179,23 @@ class CompiledRefinement:
     def __call__(self, model: SAM3DBody, body: dict, body_features: torch.Tensor, cam: CropCamera, hands: dict,
                  hand_cams: CropCamera, image_width: int, checks: HandChecks = HandChecks(),
                  user_prompts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if model is not self.model or body_features.shape[0] != 1:
+        def eager() -> dict[str, torch.Tensor]:
             return full_mode.refine_body(model, body, body_features, cam, hands, hand_cams, image_width, checks,
                                          user_prompts)
+
+        if model is not self.model or body_features.shape[0] != 1:
+            return eager()
         users = 0 if user_prompts is None else user_prompts.shape[1]
         inputs = refine_inputs(body, body_features, cam, hands, hand_cams, image_width)
         user = None if user_prompts is None else user_prompts.to(self.device, torch.float32)
         decide = self._lazy(lambda: self._decide_pass(checks, users, None), self._decide, (checks, users))
         if decide is None:
-            return full_mode.refine_body(model, body, body_features, cam, hands, hand_cams, image_width, checks,
-                                         user_prompts)
+            return eager()
         keep = tuple(full_mode.kept_prompts(decide(inputs, user)))  # the one host sync
         rerun = self._lazy(lambda: self._rerun_pass(checks, len(keep), users, None), self._rerun,
                            (checks, len(keep), users))
         if rerun is None:
-            return full_mode.refine_body(model, body, body_features, cam, hands, hand_cams, image_width, checks,
-                                         user_prompts)
+            return eager()
         out = dict(body)
         out.update(rerun(inputs, self._keep[keep], user))
         return out
