@@ -38,32 +38,22 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools" / "gpu"))
 
-OUT = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
-LOG = open(OUT / "batch_speed.log", "a", buffering=1) if OUT else None
-T0 = time.perf_counter()
+from gpu_log import BusyClock, ScriptLog, attempt, time_queue_waits  # noqa: E402
+
+LOG = ScriptLog("batch_speed", decimals=1)
+OUT, say = LOG.out, LOG.say
 RESULTS: dict = {}
 
 
-def say(*parts) -> None:
-    line = f"[{time.perf_counter() - T0:6.1f}s] " + " ".join(str(p) for p in parts)
-    print(line, flush=True)
-    if LOG:
-        LOG.write(line + "\n")
-
-
 def step(name: str):
+    """A step whose failure is logged (gpu_log.attempt) and recorded; it then returns None."""
     def wrap(fn):
         def run(*a, **k):
-            try:
-                return fn(*a, **k)
-            except Exception as exc:  # noqa: BLE001 - the other steps still run
-                import traceback
-
-                RESULTS.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"
-                say(f"step {name} FAILED: {type(exc).__name__}: {str(exc)[:300]}")
-                if LOG:
-                    LOG.write(traceback.format_exc())
-                return None
+            got = {}
+            failed = attempt(LOG, name, lambda: got.setdefault("value", fn(*a, **k)))
+            if failed:
+                RESULTS.setdefault("failed", {})[name] = failed
+            return got.get("value")
         return run
     return wrap
 
@@ -228,8 +218,6 @@ def run_batch(engine: str, pipe, model_dir: Path, det_dir: Path, folder: Path, d
                              max_people=4, min_score=0.0, device=device.type, backend=spec.split(":")[0],
                              precision=spec.split(":")[1].split("+")[0] if ":" in spec else "auto").checked()
     sources = expand_inputs([str(folder)], out)
-    from gpu_log import BusyClock
-
     clock = BusyClock()
     busy, timed = clock.busy, clock.timed
 
@@ -245,12 +233,7 @@ def run_batch(engine: str, pipe, model_dir: Path, det_dir: Path, folder: Path, d
         photo_work.read = timed("reader (hash + decode)", originals["read"])
         photo_work.find_people_many = timed("detector (people thread)", originals["find_people_many"])
         photo_work.infer_many = timed("model (main thread)", originals["infer_many"], generator=True)
-
-        def get(self, q):
-            name = "main waits for photos" if q is self.people_q else "people thread waits for reads"
-            return timed(name, orig_get)(self, q)
-
-        local_engine._Run._get = get
+        time_queue_waits(clock)
         local_engine._Run._record = lambda self, job, lines: timed("writer thread (record)", orig_record)(
             self, job, lines)
         try:

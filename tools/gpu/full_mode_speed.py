@@ -36,20 +36,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OUT = os.environ.get("OUT")
-LOG = open(Path(OUT) / "full_mode_speed.log", "a", buffering=1) if OUT else None
-T0 = time.perf_counter()
+from gpu_log import ScriptLog  # noqa: E402
+
+LOG = ScriptLog("full_mode_speed", decimals=1)
+say, T0 = LOG.say, LOG.t0
 STAGES = ("hand crops", "hand backbone", "hand decoder", "body re-run", "total")
 HAND_KEYPOINTS = slice(21, 63)  # MHR70: right hand 21-41, left hand 42-62 (wrists included)
 CENTRED_HAND_CAMERA = (-0.4, 0.0, 0.0)  # puts each hand's wrist at its crop's centre (test_full_mode.py)
-
-
-def say(*parts) -> None:
-    line = f"[{time.perf_counter() - T0:6.1f}s] " + " ".join(str(p) for p in parts)
-    print(line, flush=True)
-    if LOG:
-        LOG.write(line + "\n")
 
 
 def step(name: str, results: dict):

@@ -12,13 +12,14 @@ import torch
 
 
 class ScriptLog:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, decimals: int = 0) -> None:
         self.out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
         self.file = open(self.out / f"{name}.log", "a", buffering=1) if self.out else None
         self.t0 = time.perf_counter()
+        self.decimals = decimals
 
     def say(self, *parts) -> None:
-        line = f"[{time.perf_counter() - self.t0:6.0f}s] " + " ".join(str(p) for p in parts)
+        line = f"[{time.perf_counter() - self.t0:6.{self.decimals}f}s] " + " ".join(str(p) for p in parts)
         print(line, flush=True)
         if self.file:
             self.file.write(line + "\n")
@@ -58,6 +59,21 @@ def attempt(log: ScriptLog, name: str, fn) -> str | None:
         if log.file:
             log.file.write(traceback.format_exc())
         return f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+
+
+def time_queue_waits(clock: "BusyClock"):
+    """The local batch engine's queue waits counted on `clock` ("main waits for photos", "people
+    thread waits for reads"); returns the original `_Run._get`, to put back."""
+    import sam3dbody_gui.batch.local_engine as local_engine
+
+    original = local_engine._Run._get
+
+    def get(self, q):
+        name = "main waits for photos" if q is self.people_q else "people thread waits for reads"
+        return clock.timed(name, original)(self, q)
+
+    local_engine._Run._get = get
+    return original
 
 
 class BusyClock:

@@ -441,19 +441,14 @@ def step_batch(bench, model_dir: Path, photos: int, writers_list, formats_list):
     det_dir = find_installed_detector()
     real = load_detector(det_dir, device=DEVICE) if det_dir is not None else None
     detector = _CountedDetector(real)
-    from gpu_log import BusyClock
+    from gpu_log import BusyClock, time_queue_waits
 
     clock = BusyClock()
     busy, timed = clock.busy, clock.timed
 
     originals = {n: getattr(photo_work, n) for n in ("read", "find_people_many", "infer_many")}  # write: pickled
-    orig_get, orig_put_w = local_engine._Run._get, local_engine._Run._put_for_writer
-
-    def get(self, q):
-        name = "main waits for photos" if q is self.people_q else "people thread waits for reads"
-        return timed(name, orig_get)(self, q)
-
-    local_engine._Run._get = get
+    orig_put_w = local_engine._Run._put_for_writer
+    orig_get = time_queue_waits(clock)
     local_engine._Run._put_for_writer = lambda self, item, writer: timed("main waits for the writer", orig_put_w)(
         self, item, writer)
     for n, fn in originals.items():  # infer_many yields: time the whole of it
