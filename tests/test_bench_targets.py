@@ -48,3 +48,7 @@ def test_the_first_use_row_names_the_stages_a_first_run_spent_more_in():
     steady = {"preprocess": 1.2, "hand decoder": 6.7, "body re-run": 5.6, "backbone": 4.6, "total": 18.1}
     assert bench_targets.extra_by_stage(first, steady) == "hand decoder +898.3, body re-run +254.4 ms"
     assert bench_targets.extra_by_stage(steady, steady) == ""  # nothing spent at first use: nothing named
+    row = bench_targets.TargetRow("first full-mode run after load", "+1153.0 ms (1171.0 vs 18.0)", "≤ +20 ms", False,
+                                  "extra time in " + bench_targets.extra_by_stage(first, steady))
+    table = bench_targets.format_targets({"gpu": "GPU", "threads": 1}, [row]).splitlines()
+    assert table[-1] == "  first full-mode run after load: extra time in hand decoder +898.3, body re-run +254.4 ms"
