@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -271,3 +272,15 @@ class DinoV3Backbone(nn.Module):
         # LayerNorm is per token, so norming only the patch tokens equals upstream's norm-then-slice.
         patches = self.norm(x[:, self.n_prefix_tokens :])
         return patches.reshape(batch, grid_h, grid_w, channels).permute(0, 3, 1, 2).contiguous()
+
+
+def block_linears(encoder: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Linear]]:
+    """(parent, attribute, Linear) for every Linear inside `encoder.blocks`, in module order: what
+    the quantised backbones swap (patch embedding, norms and anything outside the blocks stay).
+    A generator, one block at a time: a swap that frees the Linear it replaces (fp8 on the GPU)
+    never holds more than one block's old ones."""
+    for block in encoder.blocks:
+        for parent in list(block.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Linear):
+                    yield parent, name, child

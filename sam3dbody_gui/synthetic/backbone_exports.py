@@ -82,13 +82,12 @@ def quantize_backbone_qdq_int8(backbone: torch.nn.Module, crops) -> torch.nn.Mod
     """`backbone` (fp32, changed in place) with every transformer Linear a QdqLinear, its activation
     scale calibrated on `crops` ((1, 3, S, S) each; min-max, symmetric)."""
     backbone = backbone.float().eval()
+    from ..model.backbone import block_linears
+
     layers = []
-    for block in backbone.blocks:
-        for parent in list(block.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.Linear):
-                    layers.append(QdqLinear(child))
-                    setattr(parent, name, layers[-1])
+    for parent, name, child in block_linears(backbone):
+        layers.append(QdqLinear(child))
+        setattr(parent, name, layers[-1])
     device = next(backbone.parameters()).device
     with torch.no_grad():
         for crop in crops:

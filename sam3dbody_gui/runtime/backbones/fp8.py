@@ -18,6 +18,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ...model.backbone import block_linears
+
 FP8 = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8).max)  # 448
 CALIBRATION_HEADROOM = 1.25  # scale for 125 % of the largest activation seen: new photos may go higher
@@ -83,12 +85,8 @@ def quantize_backbone_fp8(encoder: nn.Module, device: torch.device | None = None
     holds the bf16 backbone (1.6 GiB for the 840 M one; it set the fp8 path's peak memory, above
     what the fp8 weights and every run need). The same fp8 weights as quantising on the device."""
     encoder = encoder.to(torch.bfloat16)
-    for block in encoder.blocks:
-        for parent in list(block.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, Fp8Linear(child if device is None else child.to(device)))
-                    del child
+    for parent, name, child in block_linears(encoder):
+        setattr(parent, name, Fp8Linear(child if device is None else child.to(device)))
     return encoder if device is None else encoder.to(device)
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...model.backbone import block_linears
+
 INT8_MAX = 127.0
 INT7_MAX = 63.0  # weights where int8 products saturate (no VNNI)
 
@@ -77,8 +79,7 @@ def quantize_backbone_int8(encoder: nn.Module) -> list[Swap]:
     what was swapped out, for `restore_linears` (the fp32 weights stay alive while it is kept)."""
     swaps: list[Swap] = []
     levels = weight_levels()
-    linears = [(parent, name, child) for block in encoder.blocks for parent in list(block.modules())
-               for name, child in list(parent.named_children()) if isinstance(child, nn.Linear)]
+    linears = list(block_linears(encoder))  # the fp32 Linears stay alive in the swaps anyway
     scratch = torch.empty(max((c.weight.numel() for _, _, c in linears), default=0), dtype=torch.float32)
     for parent, name, child in linears:
         setattr(parent, name, Int8DynamicLinear(child, levels, scratch))
