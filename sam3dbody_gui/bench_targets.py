@@ -98,18 +98,22 @@ def child(kind: str, model_dir: Path, device_name: str, spawned_at: float) -> di
 
 def first_full_run_ms(pipeline, images) -> tuple[float, float, str]:
     """(first full-mode run after the window's prepare(), median of 5 steady ones, ms; where the
-    first run's extra time went: its stages against the steady medians, largest first)."""
+    first run's extra time went: its stages against the steady medians, largest first, and what
+    compiled or was captured during it)."""
+    from .runtime.compile_events import watch_compiles
+
     prepare = getattr(pipeline.hand_decoder, "prepare", None)
     if prepare is not None:
         prepare()
     item = images[0]
     pipeline.run(item.image, item.box)  # body mode first, as a user's first photo
-    t0 = time.perf_counter()
-    first_stages = pipeline.run(item.image, item.box, mode="full").timings_ms
-    first = (time.perf_counter() - t0) * 1e3
+    with watch_compiles() as events:
+        t0 = time.perf_counter()
+        first_stages = pipeline.run(item.image, item.box, mode="full").timings_ms
+        first = (time.perf_counter() - t0) * 1e3
     runs = [pipeline.run(item.image, item.box, mode="full").timings_ms for _ in range(5)]
     steady = {name: statistics.median(r.get(name, 0.0) for r in runs) for name in runs[0]}
-    return first, steady["total"], extra_by_stage(first_stages, steady)
+    return first, steady["total"], "; ".join(filter(None, [extra_by_stage(first_stages, steady), events.describe()]))
 
 
 def extra_by_stage(first: dict, steady: dict, shown: int = 2) -> str:

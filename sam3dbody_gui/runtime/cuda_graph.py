@@ -11,6 +11,11 @@ import torch
 WARMUP_RUNS = 3  # TorchScript profiles its first runs; capture only once it has settled
 Outputs = TypeVar("Outputs")
 _this_thread = threading.local()  # a background build's capture guard (captures_guarded_by)
+_captures = [0]  # graphs captured in this process (compile_events.py tells a first run's captures)
+
+
+def captures_made() -> int:
+    return _captures[0]
 
 
 @contextlib.contextmanager
@@ -43,4 +48,5 @@ def capture(run: Callable[[], Outputs], device: torch.device, pool=None) -> tupl
     with lock or contextlib.nullcontext(), torch.inference_mode(), \
             torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
         outputs = run()
+    _captures[0] += 1
     return graph, outputs
