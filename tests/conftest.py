@@ -11,6 +11,11 @@ import pytest
 # (pipeline/warm_start.py); tests compare runs exactly, so they start blocking unless a test
 # asks for a warm start (test_warm_start.py).
 os.environ.setdefault("SAM3DBODY_GUI_WARM_START", "0")
+# The CPU's compiled backbone is an AOTInductor package by default (aoti_backend.py): building
+# one takes ~10 s even for the tiny model and nothing is shared between tests' cache folders, so
+# the suite compiles with torch.compile (whose kernel cache the tests share) and
+# test_aoti_backend.py covers the package path, warm start included.
+os.environ.setdefault("SAM3DBODY_GUI_AOTI", "0")
 
 TINY_SEED = 0
 

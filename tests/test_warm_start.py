@@ -59,12 +59,12 @@ def test_the_cpu_answers_on_eager_int8_then_swaps_to_the_checked_compiled_int8(t
 
 
 def test_a_failing_build_keeps_the_eager_path_with_one_message(tiny_model_dir, tmp_path, monkeypatch):
-    from sam3dbody_gui.runtime.backbones import compiled_backend
+    from sam3dbody_gui.runtime.backbones import plan as backend_plan
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(compiled_backend, "CompiledBackbone", no_compiler)
+    monkeypatch.setattr(backend_plan, "open_compiled", no_compiler)
     said: list[str] = []
     pipe = build_pipeline(tiny_model_dir, device="cpu", precision="int8", backend="compiled", cache_dir=tmp_path,
                           progress=said.append, warm_start=True)

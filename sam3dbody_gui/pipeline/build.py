@@ -106,27 +106,48 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
         pipeline, lambda: _fast_stages(pipeline, target, request, device, cuda_graph, compile_decoder, progress),
         lambda: next(iter(calibration_crops(loaded.config, device))), progress,
         what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""),
-        first_run_grace_s=FIRST_RUN_GRACE_S)
+        first_run_grace_s=FIRST_RUN_GRACE_S, on_swapped=_remember_compiled_verdict(loaded, target, request, device))
     progress(f"answering with the eager {target.precision} backbone; {pipeline.fast_path.what} "
              "is compiling in the background")
     pipeline.fast_path.start()
     return pipeline
 
 
+def _remember_compiled_verdict(loaded: LoadedModel, target, request, device: torch.device):
+    """For a checked CPU plan: after the swap, the compiled path's verdict against fp32, kept for
+    the next start (plan.py opens a cached AOTInductor package at once only with one). Bounded
+    from the eager path's verdict and the swap's check, both on the same crop and decoder
+    (cpu_check.chained), so it costs no fp32 pass."""
+    if device.type != "cpu" or not target.checked:
+        return lambda verdict: None
+    from ..runtime.backbones.cpu_check import chained, read_verdict, write_verdict
+    from ..runtime.backbones.plan import cpu_verdict_file
+
+    config = loaded.config
+
+    def remember(swap_verdict) -> None:
+        def where(kind: str):
+            return cpu_verdict_file(request, loaded.files, kind, target.precision, config.backbone_type,
+                                    config.crop_size)
+
+        eager = read_verdict(where("pytorch"))
+        if eager is not None and swap_verdict is not None:
+            write_verdict(where("compiled"), chained(eager, swap_verdict))
+
+    return remember
+
+
 def _fast_stages(pipeline: Pipeline, target, request, device: torch.device, cuda_graph: bool, compile_decoder: bool,
                  progress: Callable[[str], None]):
     """Runs on the background thread: the compiled backbone on the eager one's very modules (no
     second copy of the weights), then on CUDA the decoder passes and the crop (gpu_stages)."""
-    from ..runtime.backbones.compiled_backend import CompileOptions, CompiledBackbone
-    from ..runtime.backbones.plan import compiled_cache_file
+    from ..runtime.backbones.plan import open_compiled
     from ..runtime.decoders.prompted_graph import LazyPromptedDecoder
     from .warm_start import FastStages
 
     eager, config = pipeline.backbone, pipeline.config
-    cache = compiled_cache_file(request, device, config.backbone_type, target.precision, config.crop_size)
-    stages = FastStages(backbone=CompiledBackbone(eager.encoder, eager.dtype, device, config.crop_size, cache,
-                                                  CompileOptions(request.max_autotune), progress,
-                                                  precision=target.precision))
+    stages = FastStages(backbone=open_compiled(eager.encoder, eager.dtype, device, config.crop_size, request,
+                                               config.backbone_type, target.precision, progress))
     if device.type == "cuda" and cuda_graph:
         notes: list[str] = []
         say = _noting(progress, notes)

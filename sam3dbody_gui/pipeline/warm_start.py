@@ -100,12 +100,14 @@ class BackgroundFastPath:
 
     def __init__(self, pipeline: Pipeline, build: Callable[[], FastStages], crop: Callable[[], torch.Tensor],
                  progress: Callable[[str], None] = lambda m: None, what: str = "the compiled fast path",
-                 first_run_grace_s: float = 0.0) -> None:
+                 first_run_grace_s: float = 0.0, on_swapped: Callable[[Any], None] = lambda verdict: None) -> None:
         """`first_run_grace_s`: wait up to this long for the pipeline's first run to end before
         building (build_pipeline: FIRST_RUN_GRACE_S), so the first answer does not share the
-        cores and the GIL with the compiler."""
+        cores and the GIL with the compiler. `on_swapped(verdict)`: after the swap, with the
+        check's verdict against the path it replaced (e.g. to remember it for the next start)."""
         self.pipeline, self._build, self._crop, self._progress, self.what = pipeline, build, crop, progress, what
         self.first_run_grace_s = first_run_grace_s
+        self._on_swapped = on_swapped
         self.verdict = None  # the check's FidelityVerdict once it ran
         self.error: str | None = None
         self._done = threading.Event()
@@ -157,6 +159,10 @@ class BackgroundFastPath:
                 raise _Cancelled()
             verdict = self._check(stages)
             self._swap(stages)
+            try:
+                self._on_swapped(verdict)
+            except Exception as exc:  # noqa: BLE001 - an extra (e.g. a verdict kept for the next start): the swap stands
+                self._progress(f"note: after the swap, {type(exc).__name__}: {exc}")
             notes = "".join(f"; {n}" for n in stages.notes)
             said = verdict.describe(against="eager")
             self._set_status(f"in use (checked: {said}){notes}")

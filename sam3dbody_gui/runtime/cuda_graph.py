@@ -32,6 +32,14 @@ def captures_guarded_by(lock: ContextManager) -> Iterator[None]:
         _this_thread.lock = previous
 
 
+def apart_from_runs() -> ContextManager:
+    """The run lock a background build registered for this thread (captures_guarded_by), else a
+    no-op: for the steps of a build that must not overlap a run — a capture, and torch.export's
+    trace, which patches module calls for the whole process (a run on another thread during it
+    broke both the trace and the run)."""
+    return getattr(_this_thread, "lock", None) or contextlib.nullcontext()
+
+
 def capture(run: Callable[[], Outputs], device: torch.device, pool=None) -> tuple[torch.cuda.CUDAGraph, Outputs]:
     """Warm `run` up on a side stream (as CUDA graphs require), then capture one call of it.
     Returns the graph and the outputs of the captured call (static buffers a replay refills).
@@ -45,7 +53,7 @@ def capture(run: Callable[[], Outputs], device: torch.device, pool=None) -> tupl
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     mode = "global" if lock is None else "thread_local"
-    with lock or contextlib.nullcontext(), torch.inference_mode(), \
+    with apart_from_runs(), torch.inference_mode(), \
             torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
         outputs = run()
     _captures[0] += 1

@@ -95,6 +95,17 @@ class FastEncoder:
         self._swaps = self._fp32 = None
 
 
+def chained(first: FidelityVerdict, then: FidelityVerdict) -> FidelityVerdict:
+    """A bound on path C vs A from B vs A (`first`) and C vs B (`then`), measured on the same
+    crop: per vertex |C − A| ≤ |C − B| + |B − A|, so the means and the maxima add up at most."""
+    return FidelityVerdict(first.mean_mm + then.mean_mm, first.max_mm + then.max_mm)
+
+
+def write_verdict(path: Path, verdict: FidelityVerdict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(Path(path), json.dumps(asdict(verdict)).encode())
+
+
 def read_verdict(path: Path | None) -> FidelityVerdict | None:
     try:
         data = json.loads(Path(path).read_text()) if path is not None else None
@@ -146,8 +157,7 @@ def open_checked(encoder: nn.Module, precision: str, open_fast: Callable[[nn.Mod
             with torch.inference_mode():
                 verdict = mesh_deviation(check.mesh(backend(crop)), want)
             if verdict_file is not None:
-                Path(verdict_file).parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(Path(verdict_file), json.dumps(asdict(verdict)).encode())
+                write_verdict(verdict_file, verdict)
     except Exception as exc:  # noqa: BLE001 - fp32 eager is always there to fall back on
         progress(f"the {precision} CPU backbone is unavailable ({type(exc).__name__}: {exc}); using fp32")
         return PyTorchBackbone(undo(), precision="fp32"), FidelityVerdict(float("nan"), float("nan"))

@@ -27,6 +27,7 @@ from ..choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
 from .cpu_check import MeshCheck, open_checked, verdict_path
 from .int8_cpu import quantize_backbone_int8
+from .aoti_backend import AotiBackbone, aoti_package_path, aoti_wanted
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
 from .pytorch_backend import PyTorchBackbone
@@ -54,6 +55,7 @@ class BackendPlan:
     reason: str
     compile_needed: bool = False  # "compiled" with nothing in the cache yet
     checked: bool = False  # a CPU fast path `auto` chose: checked against fp32 at open, fp32 if it misses
+    opens_quickly: bool = False  # "compiled" from a cached AOTInductor package: a second, not a trace
 
     @property
     def needs_backbone_weights(self) -> bool:
@@ -119,8 +121,11 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
         return BackendPlan("pt2", "as exported", pt2, "chosen")
     cpu_auto = device.type == "cpu" and req.precision == "auto" and precision != "fp32"  # checked at open
     if req.kind == "compiled":
-        cached = _compile_cache(req, device, arch, precision, crop_size).is_file()
-        return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached, checked=cpu_auto)
+        quick = _aoti_cached(req, files, device, arch, precision, crop_size, cpu_auto)
+        cached = _aoti_cached(req, files, device, arch, precision, crop_size, checked=False) or \
+            _compile_cache(req, device, arch, precision, crop_size).is_file()
+        return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached, checked=cpu_auto,
+                           opens_quickly=quick)
     if req.kind == "pytorch":
         return BackendPlan("pytorch", precision, None, "chosen", checked=cpu_auto)
     # auto
@@ -140,6 +145,10 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     from ..cpu_features import this_cpu_plan
 
     cpu = this_cpu_plan()
+    quick = cpu_auto and _aoti_cached(req, files, device, arch, precision, crop_size, checked=True)
+    if quick:
+        return BackendPlan("compiled", precision, None, f"auto: {cpu.reason}; a compiled backbone is cached "
+                           "(AOTInductor: it opens in a second)", checked=True, opens_quickly=True)
     if cpu_auto and _compile_cache(req, device, arch, precision, crop_size).is_file():
         return BackendPlan("compiled", precision, None, f"auto: {cpu.reason}; a compiled backbone is cached",
                            checked=True)
@@ -157,6 +166,8 @@ def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.devic
     and a CPU without a fast precision open as they are. `background` False (`infer`: one photo):
     the eager plan alone is used, and its reason says so."""
     target = None
+    if plan.kind == "compiled" and plan.opens_quickly:
+        return plan, None  # the compiled backbone itself answers first: loading it takes a second
     if plan.kind == "compiled":
         target = plan
     elif req.kind == "auto" and plan.kind == "pytorch" and (device.type == "cuda" or plan.checked):
@@ -171,14 +182,42 @@ def warm_start_plans(plan: BackendPlan, req: BackendRequest, device: torch.devic
     return eager, target
 
 
-def compiled_cache_file(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
-    """Where the compiled backbone of this request is cached (its presence makes `auto` take it)."""
-    return _compile_cache(req, device, arch, precision, crop_size)
-
-
 def _compile_cache(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> Path:
     return compile_cache_path(req.cache_dir or default_cache_dir(), arch, precision, device, crop_size,
                               CompileOptions(req.max_autotune))
+
+
+def _uses_aoti(req: BackendRequest, device: torch.device) -> bool:
+    """The CPU's default compile is an AOTInductor package (aoti_backend.py); tuned compiles and
+    the GPU (CUDA graphs, batch buckets) use torch.compile."""
+    return device.type == "cpu" and not req.max_autotune and aoti_wanted()
+
+
+def _aoti_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
+                 crop_size: int, checked: bool) -> bool:
+    """A package to open at once; for a checked plan also its verdict against fp32 (else opening
+    it would first cost the fp32 reference pass: a warm start answers on eager meanwhile, and
+    writes that verdict when it swaps the package in, build.py)."""
+    if not (_uses_aoti(req, device) and aoti_package_path(req.cache_dir or default_cache_dir(), arch, precision,
+                                                          crop_size).is_file()):
+        return False
+    return not checked or cpu_verdict_file(req, files, "compiled", precision, arch, crop_size).is_file()
+
+
+def open_compiled(encoder: torch.nn.Module, dtype: torch.dtype, device: torch.device, crop_size: int,
+                  req: BackendRequest, arch: str, precision: str, progress: Progress) -> BackboneBackend:
+    """The compiled backbone of a prepared `encoder`: on the CPU the AOTInductor package (made
+    once, loaded in a second on later starts), with torch.compile as the fallback if exporting or
+    building it fails; elsewhere torch.compile (+ CUDA graphs)."""
+    if _uses_aoti(req, device):
+        package = aoti_package_path(req.cache_dir or default_cache_dir(), arch, precision, crop_size)
+        try:
+            return AotiBackbone(encoder, dtype, crop_size, package, precision, progress)
+        except Exception as exc:  # noqa: BLE001 - torch.compile is the same code, traced at each start
+            progress(f"AOTInductor package unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
+                     "compiling with torch.compile")
+    return CompiledBackbone(encoder, dtype, device, crop_size, _compile_cache(req, device, arch, precision, crop_size),
+                            CompileOptions(req.max_autotune), progress, precision=precision)
 
 
 # Crops to measure FP8 activation scales on, made by the caller (the pipeline knows photos and
@@ -241,28 +280,29 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
         progress("calibrating FP8 activation scales")
     prepared, dtype = prepare_encoder(encoder, plan.precision, device, calibration)
     if plan.kind == "compiled":
-        cache = _compile_cache(req, device, arch, plan.precision, crop_size)
-        return CompiledBackbone(prepared, dtype, device, crop_size, cache, CompileOptions(req.max_autotune), progress,
-                                precision=plan.precision)
+        return open_compiled(prepared, dtype, device, crop_size, req, arch, plan.precision, progress)
     return PyTorchBackbone(prepared, precision=plan.precision)
+
+
+def cpu_verdict_file(req: BackendRequest, files: ModelFiles, kind: str, precision: str, arch: str,
+                     crop_size: int) -> Path:
+    """Where the verdict of a CPU fast path against fp32 is kept (cpu_check.py)."""
+    from ..cpu_features import detect
+
+    return verdict_path(req.cache_dir or default_cache_dir(), files.checkpoint, kind, precision, arch, crop_size,
+                        detect().describe())
 
 
 def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles, config: ModelConfig,
                       encoder: DinoV3Backbone, check: MeshCheck, progress: Progress) -> BackboneBackend:
-    from ..cpu_features import detect
-
     device, arch, crop_size = torch.device("cpu"), config.backbone_type, config.crop_size
-    cache_root = req.cache_dir or default_cache_dir()
 
     def open_fast(fast: torch.nn.Module, dtype: torch.dtype) -> BackboneBackend:
         if plan.kind == "compiled":
-            return CompiledBackbone(fast, dtype, device, crop_size, _compile_cache(req, device, arch, plan.precision,
-                                                                                  crop_size),
-                                    CompileOptions(req.max_autotune), progress, precision=plan.precision)
+            return open_compiled(fast, dtype, device, crop_size, req, arch, plan.precision, progress)
         return PyTorchBackbone(fast, precision=plan.precision)
 
-    verdict_file = verdict_path(cache_root, files.checkpoint, plan.kind, plan.precision, arch, crop_size,
-                                detect().describe())
+    verdict_file = cpu_verdict_file(req, files, plan.kind, plan.precision, arch, crop_size)
     backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
     if verdict.ok:
         progress(f"{plan.precision} CPU backbone: {verdict.describe()}")
