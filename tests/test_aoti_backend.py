@@ -103,6 +103,18 @@ def test_a_damaged_cached_package_is_built_again_once(tiny_loaded, tmp_path):
         assert _relative(backend(_crop(4)), encoder(_crop(4))) < 0.05
 
 
+def test_weights_made_in_inference_mode_still_build_a_package(tiny_loaded, tmp_path):
+    """bench opens backends inside torch.inference_mode: the int8 weights are inference tensors,
+    which torch.export refuses; the package is built from plain copies and runs on the originals."""
+    with torch.inference_mode():
+        encoder = _int8_encoder(tiny_loaded.model.backbone.encoder)
+        assert any(t.is_inference() for t in encoder.buffers())
+        backend = AotiBackbone(encoder, torch.float32, CROP, aoti_package_path(tmp_path, ARCH, "int8", CROP), "int8")
+        want = encoder(_crop(5))
+    assert any(t.is_inference() for t in encoder.buffers())  # the originals are back in place
+    assert _relative(backend(_crop(5)), want) < 0.05
+
+
 def test_the_key_covers_the_cpus_vector_instructions(tmp_path, monkeypatch):
     here = aoti_package_path(tmp_path, ARCH, "int8", CROP)
     monkeypatch.setattr(aoti_backend, "vector_isa", lambda: "AVX2/avx2")

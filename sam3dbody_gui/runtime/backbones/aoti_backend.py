@@ -20,10 +20,11 @@ The package runs one crop at a time at a fixed size, like the CPU's torch.compil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -58,6 +59,26 @@ def aoti_package_path(cache_dir: Path, arch: str, precision: str, crop_size: int
                       ).with_suffix(".pt2")
 
 
+@contextlib.contextmanager
+def _exportable(module: torch.nn.Module) -> Iterator[None]:
+    """torch.export refuses inference tensors (made under torch.inference_mode: e.g. weights
+    quantised inside a benchmark's inference block): plain copies of those for the trace, the
+    originals put back after. The copies live only while the package is built."""
+    swapped = []
+    for owner in module.modules():
+        for store in (owner._parameters, owner._buffers):
+            for name, tensor in list(store.items()):
+                if tensor is not None and tensor.is_inference():
+                    swapped.append((store, name, tensor))
+                    copy = tensor.clone()
+                    store[name] = torch.nn.Parameter(copy, requires_grad=False) if store is owner._parameters else copy
+    try:
+        yield
+    finally:
+        for store, name, tensor in swapped:
+            store[name] = tensor
+
+
 def _compile_package(encoder: torch.nn.Module, example: torch.Tensor, package: Path) -> None:
     """Export the encoder and build its package at `package` (written beside it, then renamed:
     a crash never leaves half a library where a later start would load it)."""
@@ -66,8 +87,8 @@ def _compile_package(encoder: torch.nn.Module, example: torch.Tensor, package: P
     from ..cuda_graph import apart_from_runs
 
     # Held from the pipeline's runs (a background build): the trace patches module calls process-wide.
-    with apart_from_runs(), torch.inference_mode(False), torch.no_grad():
-        program = torch.export.export(encoder, (example,), strict=False)
+    with apart_from_runs(), torch.inference_mode(False), torch.no_grad(), _exportable(encoder):
+        program = torch.export.export(encoder, (example.clone(),), strict=False)
     package.parent.mkdir(parents=True, exist_ok=True)
     partial = package.with_name(f".{package.stem}.{os.getpid()}.partial.pt2")  # the builder wants .pt2
     try:
