@@ -98,7 +98,7 @@ def test_a_damaged_cached_package_is_built_again_once(tiny_loaded, tmp_path):
     package.write_bytes(b"PK\x03\x04 not really a package")
     said: list[str] = []
     backend = AotiBackbone(encoder, torch.float32, CROP, package, "int8", said.append)
-    assert not backend.from_cache and sum("could not be loaded" in m for m in said) == 1
+    assert not backend.from_cache and sum("could not be used" in m for m in said) == 1
     with torch.inference_mode():
         assert _relative(backend(_crop(4)), encoder(_crop(4))) < 0.05
 
@@ -113,6 +113,24 @@ def test_weights_made_in_inference_mode_still_build_a_package(tiny_loaded, tmp_p
         want = encoder(_crop(5))
     assert any(t.is_inference() for t in encoder.buffers())  # the originals are back in place
     assert _relative(backend(_crop(5)), want) < 0.05
+
+
+def test_a_package_built_for_another_tensor_layout_is_built_again(tiny_loaded, package_dir, tmp_path):
+    """Same key, other weights' layout (e.g. a quantisation that changed without a version bump):
+    the kernels would misread them, so the package is rebuilt, never handed them."""
+    import shutil
+
+    package = aoti_package_path(package_dir, ARCH, "int8", CROP)
+    if not package.is_file():
+        AotiBackbone(_int8_encoder(tiny_loaded.model.backbone.encoder), torch.float32, CROP, package, "int8")
+    stale = tmp_path / package.name
+    shutil.copy(package, stale)
+    other_layout = copy.deepcopy(tiny_loaded.model.backbone.encoder).eval()  # fp32 Linears, not int8
+    said: list[str] = []
+    backend = AotiBackbone(other_layout, torch.float32, CROP, stale, "int8", said.append)
+    assert not backend.from_cache and any("another layout" in m for m in said)
+    with torch.inference_mode():
+        assert _relative(backend(_crop(6)), other_layout(_crop(6))) < 1e-4
 
 
 def test_the_key_covers_the_cpus_vector_instructions(tmp_path, monkeypatch):

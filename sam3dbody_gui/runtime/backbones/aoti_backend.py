@@ -21,6 +21,7 @@ The package runs one crop at a time at a fixed size, like the CPU's torch.compil
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from .base import BackboneBackend, BackendInfo, describe_device
 Progress = Callable[[str], None]
 AOTI_ENV = "SAM3DBODY_GUI_AOTI"  # "0": the CPU compiles with torch.compile instead (the test suite's default)
 PACKAGE_VERSION = 1  # part of the key: bump when what is exported changes
+LAYOUT_KEY = "sam3dbody_gui.tensor_layout"  # in the package's metadata: tensor_layout() it was built for
 
 
 def aoti_wanted() -> bool:
@@ -79,6 +81,17 @@ def _exportable(module: torch.nn.Module) -> Iterator[None]:
             store[name] = tensor
 
 
+def tensor_layout(encoder: torch.nn.Module, example: torch.Tensor) -> str:
+    """A digest of every tensor's name, shape and dtype and of the input's: what the kernels were
+    built for. Kept in the package's metadata and compared at load, so weights of another layout
+    (a changed quantisation, say) are never handed to kernels that would read them wrongly."""
+    parts = [f"input:{tuple(example.shape)}:{example.dtype}"]
+    tensors = dict(encoder.named_parameters())
+    tensors.update(encoder.named_buffers())
+    parts += [f"{name}:{tuple(t.shape)}:{t.dtype}" for name, t in sorted(tensors.items())]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
 def _compile_package(encoder: torch.nn.Module, example: torch.Tensor, package: Path) -> None:
     """Export the encoder and build its package at `package` (written beside it, then renamed:
     a crash never leaves half a library where a later start would load it)."""
@@ -92,8 +105,9 @@ def _compile_package(encoder: torch.nn.Module, example: torch.Tensor, package: P
     package.parent.mkdir(parents=True, exist_ok=True)
     partial = package.with_name(f".{package.stem}.{os.getpid()}.partial.pt2")  # the builder wants .pt2
     try:
-        aoti_compile_and_package(program, package_path=str(partial),
-                                 inductor_configs={"aot_inductor.package_constants_in_so": False})
+        aoti_compile_and_package(program, package_path=str(partial), inductor_configs={
+            "aot_inductor.package_constants_in_so": False,
+            "aot_inductor.metadata": {LAYOUT_KEY: tensor_layout(encoder, example)}})
         os.replace(partial, package)
     finally:
         partial.unlink(missing_ok=True)
@@ -125,12 +139,17 @@ class AotiBackbone(BackboneBackend):
         if not self.from_cache:
             progress(f"compiling the backbone ({precision}, AOTInductor; one time, about a minute)")
             _compile_package(self.encoder, example, self.package)
+        layout = tensor_layout(self.encoder, example)
         try:
             self.runner = aoti_load_package(str(self.package))
-        except Exception as exc:  # noqa: BLE001 - a damaged cache file: it is ours, make it again once
+            if self.runner.get_metadata().get(LAYOUT_KEY) != layout:
+                raise ValueError("it was built for weights of another layout")
+        except Exception as exc:  # noqa: BLE001 - a damaged or stale cache file: it is ours, make it again once
             if not self.from_cache:
                 raise
-            progress(f"the cached backbone package could not be loaded ({type(exc).__name__}); compiling it again")
+            progress(f"the cached backbone package could not be used ({type(exc).__name__}: {exc}); "
+                     "compiling it again")
+            self.runner = None
             self.package.unlink(missing_ok=True)
             self.from_cache = False
             _compile_package(self.encoder, example, self.package)
