@@ -235,6 +235,7 @@ def main() -> None:
             torch._dynamo.reset()
 
     step("today", args.deadline, 60, lambda: full("today", CompileOptions(), "today (compiled fp8, default)"))
+    step("AOTInductor package", args.deadline, 150, lambda: aoti(prepared, dtype, device, crop1, ref1, state, cache_dir))
     step("full static-batches", args.deadline, 90, lambda: full("static-batches", TUNINGS["static-batches"]))
     tunings = [t.strip() for t in args.tunings.split(",") if t.strip()]
     per_block: dict[str, float] = {}
@@ -249,6 +250,43 @@ def main() -> None:
         else:
             say(f"no tuning beat the default block by 3 % (best {best}: {tuned[best]:.3f} vs {base:.3f} ms)")
     print_table()
+
+
+def aoti(prepared, dtype, device, crop1, ref1, state: dict, cache_dir: Path) -> None:
+    """The backbone as an AOTInductor package (the CPU's compiled path, runtime/backbones/
+    aoti_backend.py), here on this device: build, a second load with the weights handed over as
+    user-managed constants (what a later start pays instead of torch.compile's re-trace), ms at
+    batch 1 called directly and, on CUDA, replayed from one captured graph."""
+    from torch._inductor import aoti_load_package
+
+    from sam3dbody_gui.runtime.backbones.aoti_backend import _compile_package, _encoder_tensors
+    from sam3dbody_gui.runtime.cuda_graph import capture
+
+    package = cache_dir / "backbone-aoti.pt2"
+    static = crop1.to(dtype).clone()
+    t = time.perf_counter()
+    _compile_package(prepared, static, package)
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    runner = aoti_load_package(str(package))
+    runner.load_constants(_encoder_tensors(prepared, list(runner.get_constant_fqns())), check_full_update=True,
+                          user_managed=True)
+    load_s = time.perf_counter() - t
+    say(f"AOTInductor package: built in {build_s:.0f} s, {package.stat().st_size / 1e6:.1f} MB; "
+        f"a second load {load_s:.2f} s")
+    with torch.inference_mode():
+        out1 = runner(static).float().clone()
+        ms1 = timed_ms(lambda: runner(static), device)
+    row("AOTInductor package, called directly", "model", ms1, None, build_s, rel(out1, state.get("out1")),
+        rel(out1, ref1), f"second load {load_s:.2f} s")
+    if device.type == "cuda":
+        graph, output = capture(lambda: runner(static), device)
+        graph.replay()
+        torch.cuda.synchronize(device)
+        replayed = output.float().clone()
+        ms_graph = timed_ms(graph.replay, device)
+        row("AOTInductor package, one CUDA graph", "model", ms_graph, None, None, rel(replayed, state.get("out1")),
+            rel(replayed, ref1), "captured around the package's call")
 
 
 def print_table() -> None:
