@@ -19,7 +19,9 @@ LAYER_OF_PREFIX = [
     ("runtime", "runtime"),
     # The weights code beside the model: the Hub, model folders, checkpoint reading, verification,
     # the synthetic model generator.
-    ("hub", "weights"), ("hub_detector", "weights"), ("hub_http", "weights"), ("synthetic", "weights"), ("model.detector", "weights"), ("model.detector_folder", "weights"), ("model.model_folder", "weights"),
+    ("hub", "weights"), ("hub_detector", "weights"), ("hub_errors", "weights"), ("hub_http", "weights"),
+    ("hub_local", "weights"), ("hub_repos", "weights"), ("synthetic", "weights"), ("model.detector", "weights"),
+    ("model.detector_folder", "weights"), ("model.model_folder", "weights"),
     ("model.checkpoint_file", "weights"), ("model.verify", "weights"), ("model.file_checks", "weights"),
     ("model.mhr_rig", "weights"),
     ("model", "model"),
