@@ -43,15 +43,12 @@ def aoti_wanted() -> bool:
 
 
 def vector_isa() -> str:
-    """The CPU's vector instructions as Inductor's C++ code uses them, and ATen's."""
-    said = [str(torch.backends.cpu.get_cpu_capability())]
-    try:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
+    """The CPU's vector units as torch sees them, and its model: a package is built for these.
+    (Not Inductor's own pick_vec_isa: with an empty compile cache it compiles test programs,
+    6.5 s before the model could even start loading on a cold start here.)"""
+    from ..cpu_features import cpu_model_name, detect
 
-        said.append(str(pick_vec_isa()))
-    except Exception:  # noqa: BLE001 - a private module: ATen's capability alone then
-        pass
-    return "/".join(said)
+    return f"{detect().describe()} / {cpu_model_name()}"
 
 
 def aoti_package_path(cache_dir: Path, arch: str, precision: str, crop_size: int) -> Path:
