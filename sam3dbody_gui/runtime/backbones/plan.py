@@ -4,7 +4,9 @@ auto: TensorRT when a supported version imports, a CUDA GPU exists and a backbon
 on CUDA the fastest PyTorch path already in the cache (the compiled backbone if compiled before
 — fp8 on GPUs with FP8, else bf16 — otherwise eager bf16); on the CPU the precision its units
 run fastest (runtime/cpu_features.py: int8, bf16 or fp32), compiled if compiled before, else
-eager, checked against fp32 when it opens (cpu_check.py) with fp32 as the fallback.
+eager, checked against fp32 when it opens (cpu_check.py) with fp32 as the fallback. The CPU's
+compiled backbone is an AOTInductor package (aoti_backend.py); once one is cached and checked,
+`auto` opens it directly, even on a warm start (it loads in a second).
 The user can name any backend and precision instead.
 """
 
