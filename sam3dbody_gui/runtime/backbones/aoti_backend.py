@@ -119,13 +119,45 @@ def _encoder_tensors(encoder: torch.nn.Module, names: list[str]) -> dict[str, to
     return {name: tensors[name] for name in names}
 
 
+class _Library:
+    """The package's library through torch's C++ loader directly: loading it so does not import
+    torch._inductor, which took 1.7 s of a 2-core CPU's start. The loader's Python face is not
+    public and has changed between releases (load_constants gained an argument), so anything
+    unexpected here falls back to torch._inductor.aoti_load_package (`load`)."""
+
+    def __init__(self, package: Path) -> None:
+        self.loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+
+    def get_metadata(self) -> dict[str, str]:
+        return dict(self.loader.get_metadata())
+
+    def get_constant_fqns(self) -> list[str]:
+        return list(self.loader.get_constant_fqns())
+
+    def load_constants(self, constants: dict[str, torch.Tensor], *, check_full_update: bool, user_managed: bool) -> None:
+        # (constants, use the inactive buffer, check the update is full, user-managed[, allow a host→device copy])
+        self.loader.load_constants(constants, False, check_full_update, user_managed)
+
+    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
+        (features,) = self.loader.boxed_run([crop])
+        return features
+
+
+def load(package: Path):
+    """The package, loaded (see _Library)."""
+    try:
+        return _Library(package)
+    except Exception:  # noqa: BLE001 - another torch's loader: the public way
+        from torch._inductor import aoti_load_package
+
+        return aoti_load_package(str(package))
+
+
 class AotiBackbone(BackboneBackend):
     def __init__(self, encoder: torch.nn.Module, dtype: torch.dtype, crop_size: int, package: Path,
                  precision: str, progress: Progress = lambda m: None) -> None:
         """`encoder` already prepared (int8-quantised or cast), on the CPU; `dtype` its input dtype.
         Loads the package at `package`, compiling it first if there is none (or a broken one)."""
-        from torch._inductor import aoti_load_package
-
         self.device = torch.device("cpu")
         self.dtype, self.crop_size, self.package = dtype, crop_size, Path(package)
         self.encoder = encoder.eval()
@@ -138,7 +170,7 @@ class AotiBackbone(BackboneBackend):
             _compile_package(self.encoder, example, self.package)
         layout = tensor_layout(self.encoder, example)
         try:
-            self.runner = aoti_load_package(str(self.package))
+            self.runner = load(self.package)
             if self.runner.get_metadata().get(LAYOUT_KEY) != layout:
                 raise ValueError("it was built for weights of another layout")
         except Exception as exc:  # noqa: BLE001 - a damaged or stale cache file: it is ours, make it again once
@@ -150,9 +182,17 @@ class AotiBackbone(BackboneBackend):
             self.package.unlink(missing_ok=True)
             self.from_cache = False
             _compile_package(self.encoder, example, self.package)
-            self.runner = aoti_load_package(str(self.package))
+            self.runner = load(self.package)
         names = list(self.runner.get_constant_fqns())
-        self.runner.load_constants(_encoder_tensors(self.encoder, names), check_full_update=True, user_managed=True)
+        try:
+            self.runner.load_constants(_encoder_tensors(self.encoder, names), check_full_update=True,
+                                       user_managed=True)
+        except TypeError:  # the direct loader's arguments differ in this torch: the public way
+            from torch._inductor import aoti_load_package
+
+            self.runner = aoti_load_package(str(self.package))
+            self.runner.load_constants(_encoder_tensors(self.encoder, names), check_full_update=True,
+                                       user_managed=True)
         self.compile_seconds = time.perf_counter() - t0
         progress(f"backbone ready in {self.compile_seconds:.0f} s ({'from cache' if self.from_cache else 'compiled'}, "
                  "AOTInductor)")
