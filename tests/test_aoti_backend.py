@@ -212,34 +212,3 @@ def test_a_background_builds_export_waits_for_the_pipelines_runs(tiny_loaded, tm
         aoti_backend._compile_package(tiny_loaded.model.backbone.encoder, _crop(0), tmp_path / "p.pt2")
     assert seen == [True] and not run_lock.locked() and not list(tmp_path.iterdir())
 
-
-def test_a_cached_package_loads_without_importing_inductor_and_falls_back_if_it_must(tiny_loaded, package_dir,
-                                                                                     monkeypatch):
-    """torch._inductor's import took 1.7 s of a start on 2 cores: the cached package is loaded
-    through torch's C++ loader directly (a fresh process shows the module never imported), and
-    through the public aoti_load_package where that loader is not as expected."""
-    import subprocess
-    import sys
-
-    package = aoti_package_path(package_dir, ARCH, "int8", CROP)
-    encoder = _int8_encoder(tiny_loaded.model.backbone.encoder)
-    if not package.is_file():
-        AotiBackbone(encoder, torch.float32, CROP, package, "int8")
-    direct = AotiBackbone(encoder, torch.float32, CROP, package, "int8")
-    assert isinstance(direct.runner, aoti_backend._Library)
-    probe = (
-        "import sys, torch\n"
-        "from sam3dbody_gui.runtime.backbones import aoti_backend\n"
-        f"runner = aoti_backend.load(__import__('pathlib').Path({str(package)!r}))\n"
-        "print(type(runner).__name__, 'torch._inductor' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
-    assert out.stdout.split() == ["_Library", "False"], out.stderr[-2000:]
-
-    def refuse(*args, **kwargs):
-        raise TypeError("another torch's loader")
-
-    library = aoti_backend._Library
-    monkeypatch.setattr(aoti_backend, "_Library", refuse)
-    public = AotiBackbone(encoder, torch.float32, CROP, package, "int8")
-    assert not isinstance(public.runner, library) and public.from_cache
-    assert torch.equal(public(_crop(8)), direct(_crop(8)))

@@ -257,9 +257,8 @@ def aoti(prepared, dtype, device, crop1, ref1, state: dict, cache_dir: Path) -> 
     aoti_backend.py), here on this device: build, a second load with the weights handed over as
     user-managed constants (what a later start pays instead of torch.compile's re-trace), ms at
     batch 1 called directly and, on CUDA, replayed from one captured graph."""
-    from torch._inductor import aoti_load_package
-
-    from sam3dbody_gui.runtime.backbones.aoti_backend import _compile_package, _encoder_tensors
+    from sam3dbody_gui.runtime.backbones.aoti_backend import (_compile_package, _encoder_tensors, open_package,
+                                                               tensor_layout)
     from sam3dbody_gui.runtime.cuda_graph import capture
 
     package = cache_dir / "backbone-aoti.pt2"
@@ -268,9 +267,7 @@ def aoti(prepared, dtype, device, crop1, ref1, state: dict, cache_dir: Path) -> 
     _compile_package(prepared, static, package)
     build_s = time.perf_counter() - t
     t = time.perf_counter()
-    runner = aoti_load_package(str(package))
-    runner.load_constants(_encoder_tensors(prepared, list(runner.get_constant_fqns())), check_full_update=True,
-                          user_managed=True)
+    runner = open_package(package, tensor_layout(prepared, static), lambda names: _encoder_tensors(prepared, names))
     load_s = time.perf_counter() - t
     say(f"AOTInductor package: built in {build_s:.0f} s, {package.stat().st_size / 1e6:.1f} MB; "
         f"a second load {load_s:.2f} s")

@@ -21,6 +21,7 @@ The package runs one crop at a time at a fixed size, like the CPU's torch.compil
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import time
@@ -42,6 +43,7 @@ def aoti_wanted() -> bool:
     return os.environ.get(AOTI_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+@functools.lru_cache(maxsize=None)
 def vector_isa() -> str:
     """The CPU's vector units as torch sees them, and its model: a package is built for these.
     (Not Inductor's own pick_vec_isa: with an empty compile cache it compiles test programs,
@@ -119,38 +121,20 @@ def _encoder_tensors(encoder: torch.nn.Module, names: list[str]) -> dict[str, to
     return {name: tensors[name] for name in names}
 
 
-class _Library:
-    """The package's library through torch's C++ loader directly: loading it so does not import
-    torch._inductor, which took 1.7 s of a 2-core CPU's start. The loader's Python face is not
-    public and has changed between releases (load_constants gained an argument), so anything
-    unexpected here falls back to torch._inductor.aoti_load_package (`load`)."""
-
-    def __init__(self, package: Path) -> None:
-        self.loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
-
-    def get_metadata(self) -> dict[str, str]:
-        return dict(self.loader.get_metadata())
-
-    def get_constant_fqns(self) -> list[str]:
-        return list(self.loader.get_constant_fqns())
-
-    def load_constants(self, constants: dict[str, torch.Tensor], *, check_full_update: bool, user_managed: bool) -> None:
-        # (constants, use the inactive buffer, check the update is full, user-managed[, allow a host→device copy])
-        self.loader.load_constants(constants, False, check_full_update, user_managed)
-
-    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
-        (features,) = self.loader.boxed_run([crop])
-        return features
+class StalePackage(ValueError):
+    """A package built for another tensor layout than the encoder's."""
 
 
-def load(package: Path):
-    """The package, loaded (see _Library)."""
-    try:
-        return _Library(package)
-    except Exception:  # noqa: BLE001 - another torch's loader: the public way
-        from torch._inductor import aoti_load_package
+def open_package(package: Path, layout: str, tensors_of: Callable[[list[str]], dict[str, torch.Tensor]]):
+    """The package loaded, checked to be built for `layout` (tensor_layout), and given the
+    tensors `tensors_of(its constants' names)` as user-managed constants."""
+    from torch._inductor import aoti_load_package
 
-        return aoti_load_package(str(package))
+    runner = aoti_load_package(str(package))
+    if runner.get_metadata().get(LAYOUT_KEY) != layout:
+        raise StalePackage("it was built for weights of another layout")
+    runner.load_constants(tensors_of(list(runner.get_constant_fqns())), check_full_update=True, user_managed=True)
+    return runner
 
 
 class AotiBackbone(BackboneBackend):
@@ -169,30 +153,21 @@ class AotiBackbone(BackboneBackend):
             progress(f"compiling the backbone ({precision}, AOTInductor; one time, about a minute)")
             _compile_package(self.encoder, example, self.package)
         layout = tensor_layout(self.encoder, example)
+
+        def tensors_of(names: list[str]) -> dict[str, torch.Tensor]:
+            return _encoder_tensors(self.encoder, names)
+
         try:
-            self.runner = load(self.package)
-            if self.runner.get_metadata().get(LAYOUT_KEY) != layout:
-                raise ValueError("it was built for weights of another layout")
+            self.runner = open_package(self.package, layout, tensors_of)
         except Exception as exc:  # noqa: BLE001 - a damaged or stale cache file: it is ours, make it again once
             if not self.from_cache:
                 raise
             progress(f"the cached backbone package could not be used ({type(exc).__name__}: {exc}); "
                      "compiling it again")
-            self.runner = None
             self.package.unlink(missing_ok=True)
             self.from_cache = False
             _compile_package(self.encoder, example, self.package)
-            self.runner = load(self.package)
-        names = list(self.runner.get_constant_fqns())
-        try:
-            self.runner.load_constants(_encoder_tensors(self.encoder, names), check_full_update=True,
-                                       user_managed=True)
-        except TypeError:  # the direct loader's arguments differ in this torch: the public way
-            from torch._inductor import aoti_load_package
-
-            self.runner = aoti_load_package(str(self.package))
-            self.runner.load_constants(_encoder_tensors(self.encoder, names), check_full_update=True,
-                                       user_managed=True)
+            self.runner = open_package(self.package, layout, tensors_of)
         self.compile_seconds = time.perf_counter() - t0
         progress(f"backbone ready in {self.compile_seconds:.0f} s ({'from cache' if self.from_cache else 'compiled'}, "
                  "AOTInductor)")

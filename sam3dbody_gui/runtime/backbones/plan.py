@@ -123,11 +123,10 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
         return BackendPlan("pt2", "as exported", pt2, "chosen")
     cpu_auto = device.type == "cpu" and req.precision == "auto" and precision != "fp32"  # checked at open
     if req.kind == "compiled":
-        quick = _aoti_cached(req, files, device, arch, precision, crop_size, cpu_auto)
-        cached = _aoti_cached(req, files, device, arch, precision, crop_size, checked=False) or \
-            _compile_cache(req, device, arch, precision, crop_size).is_file()
+        package = _aoti_package_cached(req, device, arch, precision, crop_size)
+        cached = package or _compile_cache(req, device, arch, precision, crop_size).is_file()
         return BackendPlan("compiled", precision, None, "chosen", compile_needed=not cached, checked=cpu_auto,
-                           opens_quickly=quick)
+                           opens_quickly=_opens_quickly(req, files, package, precision, arch, crop_size, cpu_auto))
     if req.kind == "pytorch":
         return BackendPlan("pytorch", precision, None, "chosen", checked=cpu_auto)
     # auto
@@ -147,8 +146,8 @@ def plan_backend(req: BackendRequest, files: ModelFiles, device: torch.device, a
     from ..cpu_features import this_cpu_plan
 
     cpu = this_cpu_plan()
-    quick = cpu_auto and _aoti_cached(req, files, device, arch, precision, crop_size, checked=True)
-    if quick:
+    if cpu_auto and _opens_quickly(req, files, _aoti_package_cached(req, device, arch, precision, crop_size),
+                                   precision, arch, crop_size, checked=True):
         return BackendPlan("compiled", precision, None, f"auto: {cpu.reason}; a compiled backbone is cached "
                            "(AOTInductor: it opens in a second)", checked=True, opens_quickly=True)
     if cpu_auto and _compile_cache(req, device, arch, precision, crop_size).is_file():
@@ -195,15 +194,18 @@ def _uses_aoti(req: BackendRequest, device: torch.device) -> bool:
     return device.type == "cpu" and not req.max_autotune and aoti_wanted()
 
 
-def _aoti_cached(req: BackendRequest, files: ModelFiles, device: torch.device, arch: str, precision: str,
-                 crop_size: int, checked: bool) -> bool:
-    """A package to open at once; for a checked plan also its verdict against fp32 (else opening
-    it would first cost the fp32 reference pass: a warm start answers on eager meanwhile, and
-    writes that verdict when it swaps the package in, build.py)."""
-    if not (_uses_aoti(req, device) and aoti_package_path(req.cache_dir or default_cache_dir(), arch, precision,
-                                                          crop_size).is_file()):
-        return False
-    return not checked or cpu_verdict_file(req, files, "compiled", precision, arch, crop_size).is_file()
+def _aoti_package_cached(req: BackendRequest, device: torch.device, arch: str, precision: str, crop_size: int) -> bool:
+    return _uses_aoti(req, device) and aoti_package_path(req.cache_dir or default_cache_dir(), arch, precision,
+                                                         crop_size).is_file()
+
+
+def _opens_quickly(req: BackendRequest, files: ModelFiles, package_cached: bool, precision: str, arch: str,
+                   crop_size: int, checked: bool) -> bool:
+    """A cached package to open at once; for a checked plan also its verdict against fp32 (else
+    opening it would first cost the fp32 reference pass: a warm start answers on eager meanwhile,
+    and writes that verdict when it swaps the package in, build.py)."""
+    return package_cached and (not checked or
+                               cpu_verdict_file(req, files, "compiled", precision, arch, crop_size).is_file())
 
 
 def open_compiled(encoder: torch.nn.Module, dtype: torch.dtype, device: torch.device, crop_size: int,
