@@ -212,3 +212,25 @@ def test_a_background_builds_export_waits_for_the_pipelines_runs(tiny_loaded, tm
         aoti_backend._compile_package(tiny_loaded.model.backbone.encoder, _crop(0), tmp_path / "p.pt2")
     assert seen == [True] and not run_lock.locked() and not list(tmp_path.iterdir())
 
+
+
+def test_a_cached_package_opens_through_the_direct_loader_and_falls_back_if_it_must(tiny_loaded, package_dir,
+                                                                                     monkeypatch):
+    """The public aoti_load_package spent 1.0 s reading the archive on its first call; the
+    cached package goes through torch's C++ loader directly, and through the public call where
+    that loader is not as expected — the same features either way."""
+    package = aoti_package_path(package_dir, ARCH, "int8", CROP)
+    encoder = _int8_encoder(tiny_loaded.model.backbone.encoder)
+    if not package.is_file():
+        AotiBackbone(encoder, torch.float32, CROP, package, "int8")
+    library = aoti_backend._Library
+    direct = AotiBackbone(encoder, torch.float32, CROP, package, "int8")
+    assert isinstance(direct.runner, library) and direct.from_cache
+
+    def refuse(*args, **kwargs):
+        raise TypeError("another torch's loader")
+
+    monkeypatch.setattr(aoti_backend, "_Library", refuse)
+    public = AotiBackbone(encoder, torch.float32, CROP, package, "int8")
+    assert not isinstance(public.runner, library) and public.from_cache
+    assert torch.equal(public(_crop(8)), direct(_crop(8)))
