@@ -3,6 +3,7 @@ stays within the fidelity limit against fp32, and that a failed check falls back
 
 from __future__ import annotations
 
+import copy
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import (the Settings dialog test), as test_ui.py
@@ -246,3 +247,25 @@ def test_without_vnni_the_int8_weights_use_seven_bits(monkeypatch):
     assert int(Int8DynamicLinear(linear).weight_int8.abs().max()) == int8_cpu.INT7_MAX  # no saturating pairs
     monkeypatch.setattr(cpu_features, "detect", lambda: CpuFeatures("x86_64", frozenset(ZEN5), "AVX512"))
     assert int(Int8DynamicLinear(linear).weight_int8.abs().max()) == int8_cpu.INT8_MAX
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_the_weight_sharing_copy_holds_no_second_copy_and_outlives_changes_to_the_original(tiny_loaded, precision):
+    """What a check run later compares against (cpu_check.PendingCheck): the fp32 model as it was
+    when the fast path opened, on the same storage, unchanged by the fast path's in-place changes."""
+    from sam3dbody_gui.runtime.backbones.cpu_check import FastEncoder, weight_sharing_copy
+
+    encoder = copy.deepcopy(tiny_loaded.model.backbone.encoder)
+    crop = torch.randn(1, 3, tiny_loaded.config.crop_size, tiny_loaded.config.crop_size,
+                       generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        want = encoder(crop)
+    twin = weight_sharing_copy(encoder)
+    original = {n: p.data_ptr() for n, p in encoder.named_parameters()}
+    assert {n: p.data_ptr() for n, p in twin.named_parameters()} == original  # no weight copied
+    fast = FastEncoder(encoder, precision)
+    with torch.inference_mode():
+        changed = encoder(crop.to(fast.input_dtype)).float()
+        got = twin(crop)
+    assert not torch.equal(changed, want)  # the original did change
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # the copy did not

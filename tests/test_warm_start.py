@@ -41,14 +41,22 @@ def test_the_cpu_answers_on_eager_int8_then_swaps_to_the_checked_compiled_int8(t
     said: list[str] = []
     pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, progress=said.append, warm_start=True)
     item = benchmark_images()[0]
-    # The build is held: the pipeline answers anyway, on the eager int8 backbone.
+    # The build is held: the pipeline answers anyway, on the eager int8 backbone, before its
+    # check against fp32 has run (that check is the build's first step).
     assert pipe.fast_path_status == warm_start.BUILDING and not pipe.fast_path.done
     before = pipe.run(item.image, item.box)
     assert before.backend.startswith("pytorch int8") and not pipe.fast_path.done
+    assert not any("checking the" in m for m in said)
+    verdicts = sorted(tmp_path.glob("cpu-check-pytorch-int8*.json"))
+    assert verdicts == []
     encoder = pipe.backbone.encoder
     held_build.set()
     assert pipe.fast_path.wait(BUILD_TIMEOUT_S), "the background build never finished"
     assert pipe.fast_path_status.startswith("in use (checked: mesh vs eager"), pipe.fast_path_status
+    assert any("checking the eager int8" in m for m in said)
+    eager_verdict = cpu_check.read_verdict(next(tmp_path.glob("cpu-check-pytorch-int8*.json")))
+    assert eager_verdict.ok  # kept: the next start opens the compiled package at once (plan.py)
+    assert next(tmp_path.glob("cpu-check-compiled-int8*.json"), None) is not None
     assert (pipe.backbone.info.name, pipe.backbone.info.precision) == ("pytorch-compiled", "int8")
     assert pipe.backbone.encoder is encoder  # compiled on the eager one's weights: no second copy
     after = pipe.run(item.image, item.box)
@@ -56,6 +64,32 @@ def test_the_cpu_answers_on_eager_int8_then_swaps_to_the_checked_compiled_int8(t
     mean_mm, max_mm = _deviation_mm(after, before)
     assert mean_mm <= cpu_check.FIDELITY_MEAN_MM and max_mm <= cpu_check.FIDELITY_MAX_MM
     assert any("compiling in the background" in m for m in said) and any("is in use" in m for m in said)
+
+
+def test_an_eager_int8_path_that_misses_its_background_check_is_replaced_by_fp32(tiny_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    from sam3dbody_gui.runtime.backbones.int8_cpu import Int8DynamicLinear
+
+    monkeypatch.setattr(cpu_features, "_PLAN", CpuPlan("int8", "fp32", "int8: forced by the test"))
+    monkeypatch.setattr(cpu_check, "FIDELITY_MEAN_MM", -1.0)  # no path can pass
+    said: list[str] = []
+    pipe = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, progress=said.append, warm_start=True)
+    item = benchmark_images()[0]
+    assert pipe.run(item.image, item.box).backend.startswith("pytorch int8")  # answered before the check
+    assert pipe.fast_path.wait(BUILD_TIMEOUT_S)
+    assert pipe.fast_path_status.startswith("not built: the int8 CPU path missed the fidelity check"), \
+        pipe.fast_path_status
+    assert pipe.fast_path_status.endswith("fp32 is in use")
+    assert pipe.backbone.info.precision == "fp32" and not any("AOTInductor" in m for m in said)
+    assert not any(isinstance(m, Int8DynamicLinear) for m in pipe.model.modules())
+    assert all(p.dtype == torch.float32 for p in pipe.backbone.encoder.parameters())
+    want = _fp32_pipe(tiny_model_dir).run(item.image, item.box)
+    np.testing.assert_array_equal(pipe.run(item.image, item.box).vertices, want.vertices)  # the very fp32 weights
+    # The verdict is kept: the next start opens fp32 at once, with nothing to check or build.
+    again: list[str] = []
+    nxt = build_pipeline(tiny_model_dir, device="cpu", cache_dir=tmp_path, progress=again.append, warm_start=True)
+    assert nxt.backbone.info.precision == "fp32" and getattr(nxt, "fast_path", None) is None
+    assert not any("checking the" in m for m in again)
 
 
 def test_a_failing_build_keeps_the_eager_path_with_one_message(tiny_model_dir, tmp_path, monkeypatch):

@@ -142,3 +142,32 @@ def test_a_longer_status_shortens_the_badge_and_never_widens_the_panel(qtbot):
     assert "swapped in between two runs" in badge.full_text() and badge.text().endswith("…")
     assert badge.text() != badge.full_text() and badge.width() <= view.width()
     assert badge.fontMetrics().horizontalAdvance(badge.text()) <= badge.contentsRect().width()
+
+
+def test_an_eager_fast_path_that_missed_its_check_runs_the_photo_again_on_fp32(qtbot, tmp_path):
+    """The window's first start answers on eager int8 before its check against fp32 has run
+    (build.py `_eager_check`); a miss puts fp32 in place, and the photo on screen came from int8."""
+    import numpy as np
+
+    state, view, controller, pipe = _watched(qtbot, tmp_path)
+    pipe.backbone = _Backbone(BackendInfo("pytorch", "int8", "cpu"))
+    controller._on_loaded(LoadedPipeline(pipe, Path("/models/x"), "pytorch", pipe.backbone.info.label(), False))
+    reruns = []
+    controller.rerunWanted.connect(lambda: reruns.append(1))
+    state.set_image(np.zeros((8, 8, 3), np.uint8), "photo.png")
+    pipe.backbone = _Backbone(BackendInfo("pytorch", "fp32", "cpu"))
+    pipe.fast_path_status = ("not built: the int8 CPU path missed the fidelity check (mesh vs fp32 mean 6.00 mm, "
+                             "max 9.00 mm (limit 5 / 30)); fp32 is in use")
+    pipe.fast_path.done = True
+    controller._poll_fast_path()
+    assert reruns == [1] and state.last_message[1] == "warning"
+    assert "fp32" in view.backend_badge.full_text()
+    # A build that merely failed keeps the path the photo ran on: nothing to run again.
+    state2, _, controller2, pipe2 = _watched(qtbot, tmp_path)
+    controller2._on_loaded(LoadedPipeline(pipe2, Path("/models/x"), "pytorch", pipe2.backbone.info.label(), False))
+    again = []
+    controller2.rerunWanted.connect(lambda: again.append(1))
+    state2.set_image(np.zeros((8, 8, 3), np.uint8), "photo.png")
+    pipe2.fast_path_status, pipe2.fast_path.done = "failed: RuntimeError: no compiler; using the eager path", True
+    controller2._poll_fast_path()
+    assert again == []

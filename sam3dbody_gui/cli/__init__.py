@@ -54,6 +54,9 @@ COMMANDS = {"infer": cmd_infer, "demo": cmd_demo, "make-synthetic": cmd_make_syn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..runtime.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before any thread starts: the runs' threads then share the kept heap
     args = build_parser().parse_args(argv)
     # The window keeps Qt's own handling (an exception raised inside Qt's event loop aborts).
     terminable = _sigterm_raises() if args.command not in (None, "gui") else _no_change()

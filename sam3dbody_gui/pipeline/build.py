@@ -49,9 +49,11 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
-    from ..runtime.backbones.plan import BackendRequest, open_backend, plan_backend, warm_start_plans
+    from ..runtime.backbones.plan import BackendRequest, open_backend_check_later, plan_backend, warm_start_plans
+    from ..runtime.host_memory import keep_freed_memory
     from .calibration import calibration_for, mesh_check_for
 
+    keep_freed_memory()  # a CPU pass re-faulted 2.2 GB of pages every time without it (host_memory.py)
     dev = resolve_device(device)
     files = find_model_files(model_dir)
     config = load_model_config(files.config)
@@ -72,8 +74,11 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
                                backbone_dtype=plan.load_dtype if load_in_run_precision else torch.float32,
                                backbone_device="cpu" if host_staged_fp8 and plan.backbone_on_host else None)
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
-    backbone = open_backend(plan, request, files, dev, config, encoder, progress,
-                            calibration=calibration_for(config, dev), check=mesh_check_for(loaded))
+    # A warm start with a background build checks a CPU fast path there, after the first answer
+    # (the fp32 reference pass would otherwise come first: ~20 s on 2 cores, once per machine).
+    backbone, pending_check = open_backend_check_later(
+        plan, request, files, dev, config, encoder, progress, calibration=calibration_for(config, dev),
+        check=mesh_check_for(loaded), later=target is not None and background_build)
     if plan.needs_backbone_weights:
         loaded.model.backbone.to(dev)  # what of it the backend did not move (fp8 moves the encoder)
     if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
@@ -82,16 +87,18 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
         torch.cuda.empty_cache()  # what casting / quantising freed goes back (mem_get_info sees it)
     if target is not None:
         return _warm_pipeline(loaded, backbone, target, request, dev, cuda_graph, compile_decoder, progress,
-                              background_build)
+                              background_build, pending_check)
     decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
     batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
     return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)
 
 
 def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch.device, cuda_graph: bool,
-                   compile_decoder: bool, progress: Callable[[str], None], background: bool = True) -> Pipeline:
+                   compile_decoder: bool, progress: Callable[[str], None], background: bool = True,
+                   pending_check=None) -> Pipeline:
     """The pipeline on the eager `backbone` and decoder, its fast stages (`target`'s compiled
-    backbone, on CUDA the compiled decoder passes and crop) building in the background."""
+    backbone, on CUDA the compiled decoder passes and crop) building in the background;
+    `pending_check` (cpu_check.PendingCheck): the eager fast path's check against fp32, run there first."""
     from .calibration import calibration_crops
     from .warm_start import FIRST_RUN_GRACE_S, BackgroundFastPath
 
@@ -106,11 +113,40 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
         pipeline, lambda: _fast_stages(pipeline, target, request, device, cuda_graph, compile_decoder, progress),
         lambda: next(iter(calibration_crops(loaded.config, device))), progress,
         what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""),
-        first_run_grace_s=FIRST_RUN_GRACE_S, on_swapped=_remember_compiled_verdict(loaded, target, request, device))
-    progress(f"answering with the eager {target.precision} backbone; {pipeline.fast_path.what} "
+        first_run_grace_s=FIRST_RUN_GRACE_S, on_swapped=_remember_compiled_verdict(loaded, target, request, device),
+        precheck=None if pending_check is None else _eager_check(pipeline, pending_check, progress))
+    checking = "" if pending_check is None else " (checked against fp32 in the background after the first answer)"
+    progress(f"answering with the eager {target.precision} backbone{checking}; {pipeline.fast_path.what} "
              "is compiling in the background")
     pipeline.fast_path.start()
     return pipeline
+
+
+def _eager_check(pipeline: Pipeline, pending, progress: Callable[[str], None]) -> Callable[[], None]:
+    """The background build's first step when the eager fast path answered unchecked: its check
+    against fp32. A miss (or a check that fails) puts the fp32 backbone and decoder in place
+    between two runs and ends the build (warm_start.FastPathDeclined); the window runs the photo
+    again on fp32."""
+    from ..runtime.backbones.pytorch_backend import PyTorchBackbone
+    from .warm_start import FastPathDeclined
+
+    def check() -> None:
+        precision = pending.precision
+        progress(f"checking the eager {precision} CPU backbone against fp32 (once: one fp32 pass; the verdict is "
+                 "cached)")
+        try:
+            verdict = pending.run(pipeline.backbone)
+            why = f"missed the fidelity check ({verdict.describe()})"
+        except Exception as exc:  # noqa: BLE001 - unchecked, it does not stay
+            verdict, why = None, f"could not be checked ({type(exc).__name__}: {exc})"
+        if verdict is not None and verdict.ok:
+            progress(f"{precision} CPU backbone: {verdict.describe()}")
+            return
+        with pipeline.run_lock:  # between two runs
+            pipeline.backbone = PyTorchBackbone(pending.undo(), precision="fp32")
+        raise FastPathDeclined(f"the {precision} CPU path {why}; fp32 is in use")
+
+    return check
 
 
 def _remember_compiled_verdict(loaded: LoadedModel, target, request, device: torch.device):

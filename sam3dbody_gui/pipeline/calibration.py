@@ -9,7 +9,7 @@ import torch
 
 from ..model.config import ModelConfig
 from ..model.model_folder import LoadedModel
-from ..runtime.backbones.cpu_check import MeshCheck
+from ..runtime.backbones.cpu_check import MeshCheck, weight_sharing_copy
 from .benchmark_images import calibration_images
 from .preprocess import crop_geometry, normalize_crop, warp_crop
 
@@ -30,7 +30,8 @@ def mesh_check_for(loaded: LoadedModel) -> MeshCheck:
     """What a CPU fast backbone is checked on against fp32 when it opens (runtime/backbones/cpu_check.py):
     the first calibration crop, the body mesh the model's decoder makes of features (camera
     frame, metres: `MeshResult.vertices_camera`), and the int8 path's decoder part (its
-    image-token k/v projections, runtime/decoders/int8_image_kv.py)."""
+    image-token k/v projections, runtime/decoders/int8_image_kv.py); for a check run later, the
+    fp32 model as it is now, on the same tensors."""
     from ..runtime.decoders.decoder_graph import plausible_camera
 
     config, device = loaded.config, loaded.device
@@ -38,10 +39,17 @@ def mesh_check_for(loaded: LoadedModel) -> MeshCheck:
     def crop() -> torch.Tensor:
         return next(iter(calibration_crops(config, device)))
 
-    def mesh(features: torch.Tensor) -> torch.Tensor:
-        camera = plausible_camera(config.crop_size, device)
-        out = loaded.model.decode_body(features, camera)
+    def mesh_by(model, features: torch.Tensor) -> torch.Tensor:
+        out = model.decode_body(features, plausible_camera(config.crop_size, device))
         return (out["pred_vertices"][0] + out["pred_cam_t"][0][None, :]).float()
+
+    def mesh(features: torch.Tensor) -> torch.Tensor:
+        return mesh_by(loaded.model, features)
+
+    def fp32_reference():
+        model = loaded.model
+        twin = weight_sharing_copy(model, share=[m for m in (model.mhr,) if m is not None])
+        return lambda crop: mesh_by(twin, twin.backbone.encoder(crop))
 
     def fast_decoder(precision: str):
         if precision != "int8":
@@ -51,4 +59,4 @@ def mesh_check_for(loaded: LoadedModel) -> MeshCheck:
         swaps = quantize_image_kv_int8(loaded.model)
         return lambda: restore_linears(swaps)
 
-    return MeshCheck(crop, mesh, fast_decoder)
+    return MeshCheck(crop, mesh, fast_decoder, fp32_reference)

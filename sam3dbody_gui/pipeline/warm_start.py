@@ -94,20 +94,29 @@ class _Cancelled(Exception):
     pass
 
 
+class FastPathDeclined(Exception):
+    """Raised by a build's `precheck` to end it with nothing built: its message becomes the status
+    ("not built: …"), e.g. an eager fast path that missed its check and was replaced by fp32."""
+
+
 class BackgroundFastPath:
     """Builds `build()`'s stages on a thread, checks the fast backbone against the one in use on
     `crop()` (the mesh check's limits: runtime/backbones/cpu_check.py), and swaps them in."""
 
     def __init__(self, pipeline: Pipeline, build: Callable[[], FastStages], crop: Callable[[], torch.Tensor],
                  progress: Callable[[str], None] = lambda m: None, what: str = "the compiled fast path",
-                 first_run_grace_s: float = 0.0, on_swapped: Callable[[Any], None] = lambda verdict: None) -> None:
+                 first_run_grace_s: float = 0.0, on_swapped: Callable[[Any], None] = lambda verdict: None,
+                 precheck: Callable[[], None] | None = None) -> None:
         """`first_run_grace_s`: wait up to this long for the pipeline's first run to end before
         building (build_pipeline: FIRST_RUN_GRACE_S), so the first answer does not share the
         cores and the GIL with the compiler. `on_swapped(verdict)`: after the swap, with the
-        check's verdict against the path it replaced (e.g. to remember it for the next start)."""
+        check's verdict against the path it replaced (e.g. to remember it for the next start).
+        `precheck`: run before building (the eager path's own check against fp32, when it
+        answered unchecked); raising FastPathDeclined ends the build with its message."""
         self.pipeline, self._build, self._crop, self._progress, self.what = pipeline, build, crop, progress, what
         self.first_run_grace_s = first_run_grace_s
         self._on_swapped = on_swapped
+        self._precheck = precheck
         self.verdict = None  # the check's FidelityVerdict once it ran
         self.error: str | None = None
         self._done = threading.Event()
@@ -153,6 +162,10 @@ class BackgroundFastPath:
             hooks.before_build()
             if self._cancelled.is_set():
                 raise _Cancelled()
+            if self._precheck is not None:
+                self._precheck()
+            if self._cancelled.is_set():
+                raise _Cancelled()
             with captures_guarded_by(self.pipeline.run_lock):
                 stages = self._build()
             if self._cancelled.is_set():
@@ -169,6 +182,9 @@ class BackgroundFastPath:
             self._progress(f"{self.what} is in use ({said}){notes}")
         except _Cancelled:
             self._set_status("cancelled; using the eager path")
+        except FastPathDeclined as declined:
+            self._set_status(f"not built: {declined}")
+            self._progress(f"{self.what} is not built: {declined}")
         except Exception as exc:  # noqa: BLE001 - the eager path is in place and stays
             self.error = f"{type(exc).__name__}: {exc}"
             self._set_status(f"failed: {self.error}; using the eager path")

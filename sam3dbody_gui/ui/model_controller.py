@@ -35,7 +35,7 @@ class ModelController(QObject):
     modelReady = Signal(object)  # LoadedPipeline
     modelFailed = Signal(str)  # why, one line for the user
     noModel = Signal(bool)  # nothing loaded and nothing loading (True: because the user cancelled)
-    rerunWanted = Signal()  # the same model, a different mode: run the photo again
+    rerunWanted = Signal()  # the same model, another mode or a path replaced: run the photo again
 
     def __init__(self, state: AppState, store: QSettings, inference: InferenceController,
                  parent: QObject | None = None) -> None:
@@ -162,13 +162,18 @@ class ModelController(QObject):
             return
         info = pipeline.backbone.info
         decoder = getattr(pipeline, "decoder_label", self.state.model.decoder)
+        shown_precision = self.state.model.precision
         self.state.set_model(replace(self.state.model, fast_path=status, backend_label=info.label(), backend=info.name,
                                      precision=info.precision, device=info.device, decoder=decoder))
         fast_path = getattr(pipeline, "fast_path", None)
         if fast_path is not None and fast_path.done:
             self._fast_path_timer.stop()
-            failed = status.startswith("failed")
+            failed = status.startswith(("failed", "not built"))
             self.state.post(f"Fast path {status}", "warning" if failed else "info")
+            if info.precision != shown_precision and failed and self.state.image is not None:
+                # The eager fast path missed its check and fp32 replaced it: what is on screen
+                # came from the path that missed, so the photo runs again.
+                self.rerunWanted.emit()
 
     def _on_failed(self, message: str, user_error: bool) -> None:
         self.loadEnded.emit()

@@ -14,10 +14,12 @@ the fp32 tensors stay alive until the check passes, and a failed check puts them
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -43,6 +45,9 @@ class MeshCheck:
     # The decoder's part of a path: switch it for `precision`, returning how to undo it (None:
     # nothing to switch). The check then measures backbone and decoder together.
     fast_decoder: Callable[[str], Callable[[], None] | None] | None = None
+    # For a check run later (PendingCheck): made before the fast path changes the model, a
+    # function crop → the fp32 mesh (backbone and decoder as they were), on the same weights.
+    fp32_reference: Callable[[], Callable[[torch.Tensor], torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,20 @@ class FastEncoder:
 
     def commit(self) -> None:
         self._swaps = self._fp32 = None
+
+
+def weight_sharing_copy(module: nn.Module, share: Iterable[object] = ()) -> nn.Module:
+    """A copy of `module` with module objects of its own over the very same tensor storage (no
+    weight is copied, the copy costs only its Python objects): changing the original in place
+    afterwards (its Linears swapped for int8 ones, a cast to bf16) leaves the copy as it was.
+    `share`: objects the copy uses as they are (a TorchScript rig: it holds no state)."""
+    memo: dict[int, object] = {id(o): o for o in share}
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if id(tensor) not in memo:
+            # A Parameter object of its own: a cast of the original sets `param.data` in place.
+            memo[id(tensor)] = (nn.Parameter(tensor.data, requires_grad=False)
+                                if isinstance(tensor, nn.Parameter) else tensor)
+    return copy.deepcopy(module, memo)
 
 
 def chained(first: FidelityVerdict, then: FidelityVerdict) -> FidelityVerdict:
@@ -166,3 +185,67 @@ def open_checked(encoder: nn.Module, precision: str, open_fast: Callable[[nn.Mod
         return backend, verdict
     progress(f"the {precision} CPU path missed the fidelity check ({verdict.describe()}); using fp32")
     return PyTorchBackbone(undo(), precision="fp32"), verdict
+
+
+class PendingCheck:
+    """A fast path that answers before its check against fp32 has run: the window's first start
+    ever, where the fp32 reference pass (~20 s for the full-size model on 2 cores) would
+    otherwise stand between the user and the first mesh. The check then runs in the background
+    (pipeline/warm_start.py) on a copy of the fp32 model made before the fast path changed it
+    (`MeshCheck.fp32_reference`, the same tensors). A pass keeps the fast path; a miss or a
+    failure undoes it back to the very fp32 weights, as a check at open does."""
+
+    def __init__(self, fast: FastEncoder, undo_decoder: Callable[[], None] | None,
+                 reference: Callable[[torch.Tensor], torch.Tensor], check: MeshCheck,
+                 verdict_file: Path | None) -> None:
+        self.precision = fast.precision
+        self._fast, self._undo_decoder, self._reference = fast, undo_decoder, reference
+        self._check, self._verdict_file = check, verdict_file
+
+    def run(self, backend: BackboneBackend) -> FidelityVerdict:
+        """The fast path (`backend` and the decoder as they run now) against the fp32 copy, on
+        the check's crop; the verdict is kept on disk. A pass lets the fp32 tensors go."""
+        try:
+            crop = self._check.crop()
+            with torch.inference_mode():
+                want = self._reference(crop)
+                got = self._check.mesh(backend(crop))
+        finally:
+            self._reference = None  # the copy's modules go (its tensors live on until commit or undo)
+        verdict = mesh_deviation(got, want)
+        if self._verdict_file is not None:
+            write_verdict(self._verdict_file, verdict)
+        if verdict.ok:
+            self._fast.commit()
+            self._undo_decoder = None
+        return verdict
+
+    def undo(self) -> nn.Module:
+        """The encoder back to fp32 and the decoder's part undone (hold the runs off meanwhile)."""
+        if self._undo_decoder is not None:
+            self._undo_decoder()
+            self._undo_decoder = None
+        return self._fast.undo()
+
+
+def open_unchecked(encoder: nn.Module, precision: str,
+                   open_fast: Callable[[nn.Module, torch.dtype], BackboneBackend], check: MeshCheck,
+                   verdict_file: Path | None,
+                   progress: Callable[[str], None] = lambda m: None) -> tuple[BackboneBackend, PendingCheck | None]:
+    """As `open_checked`, but with no verdict kept yet the fast path opens at once and the check
+    is left to the caller (`PendingCheck.run`, then `undo` on a miss); with one it is `open_checked`."""
+    if read_verdict(verdict_file) is not None or check.fp32_reference is None:
+        backend, _ = open_checked(encoder, precision, open_fast, check, verdict_file, progress)
+        return backend, None
+    reference = check.fp32_reference()  # before anything changes the model
+    fast = FastEncoder(encoder, precision)
+    undo_decoder = None
+    try:
+        backend = open_fast(encoder, fast.input_dtype)
+        undo_decoder = check.fast_decoder(precision) if check.fast_decoder is not None else None
+    except Exception as exc:  # noqa: BLE001 - fp32 eager is always there to fall back on
+        if undo_decoder is not None:
+            undo_decoder()
+        progress(f"the {precision} CPU backbone is unavailable ({type(exc).__name__}: {exc}); using fp32")
+        return PyTorchBackbone(fast.undo(), precision="fp32"), None
+    return backend, PendingCheck(fast, undo_decoder, reference, check, verdict_file)

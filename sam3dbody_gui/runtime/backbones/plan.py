@@ -27,7 +27,7 @@ from ...model.model_folder import ONNX_CANDIDATES, PT2_CANDIDATES, ModelFiles, f
 from .base import BackboneBackend
 from ..choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
-from .cpu_check import MeshCheck, open_checked, verdict_path
+from .cpu_check import MeshCheck, PendingCheck, open_checked, open_unchecked, read_verdict, verdict_path
 from .int8_cpu import quantize_backbone_int8
 from .aoti_backend import AotiBackbone, aoti_package_path, aoti_wanted
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
@@ -263,6 +263,17 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
                  calibration: CalibrationCrops | None = None, check: MeshCheck | None = None) -> BackboneBackend:
     """Open what `plan` describes. `encoder` is our loaded backbone when the plan needs one.
     `check`: what a `checked` plan (a CPU fast path auto chose) is checked on against fp32."""
+    return open_backend_check_later(plan, req, files, device, config, encoder, progress, calibration, check,
+                                    later=False)[0]
+
+
+def open_backend_check_later(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device,
+                             config: ModelConfig, encoder: DinoV3Backbone | None, progress: Progress = lambda m: None,
+                             calibration: CalibrationCrops | None = None, check: MeshCheck | None = None,
+                             later: bool = True) -> tuple[BackboneBackend, PendingCheck | None]:
+    """`open_backend`, except that with `later` a checked CPU plan with no verdict kept yet opens
+    its fast path at once and hands back the check to run (a warm start runs it in the
+    background: build.py); otherwise the PendingCheck is None."""
     arch, crop_size = config.backbone_type, config.crop_size
     if plan.kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackbone
@@ -273,19 +284,20 @@ def open_backend(plan: BackendPlan, req: BackendRequest, files: ModelFiles, devi
 
         if device.type != "cuda":
             raise DeviceError("the TensorRT backend needs a CUDA GPU")
-        return TensorRTBackbone(plan.backbone_file, device, req.cache_dir or default_cache_dir(), progress=trt_progress)
+        return TensorRTBackbone(plan.backbone_file, device, req.cache_dir or default_cache_dir(),
+                                progress=trt_progress), None
     if plan.kind == "pt2":
-        return ExportedProgramBackbone(plan.backbone_file, device)
+        return ExportedProgramBackbone(plan.backbone_file, device), None
     if encoder is None:
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
     if plan.checked and check is not None and device.type == "cpu":
-        return _open_checked_cpu(plan, req, files, config, encoder, check, progress)
+        return _open_checked_cpu(plan, req, files, config, encoder, check, progress, later)
     if plan.precision == "fp8":
         progress("calibrating FP8 activation scales")
     prepared, dtype = prepare_encoder(encoder, plan.precision, device, calibration)
     if plan.kind == "compiled":
-        return open_compiled(prepared, dtype, device, crop_size, req, arch, plan.precision, progress)
-    return PyTorchBackbone(prepared, precision=plan.precision)
+        return open_compiled(prepared, dtype, device, crop_size, req, arch, plan.precision, progress), None
+    return PyTorchBackbone(prepared, precision=plan.precision), None
 
 
 def cpu_verdict_file(req: BackendRequest, files: ModelFiles, kind: str, precision: str, arch: str,
@@ -298,7 +310,8 @@ def cpu_verdict_file(req: BackendRequest, files: ModelFiles, kind: str, precisio
 
 
 def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles, config: ModelConfig,
-                      encoder: DinoV3Backbone, check: MeshCheck, progress: Progress) -> BackboneBackend:
+                      encoder: DinoV3Backbone, check: MeshCheck, progress: Progress,
+                      later: bool) -> tuple[BackboneBackend, PendingCheck | None]:
     device, arch, crop_size = torch.device("cpu"), config.backbone_type, config.crop_size
 
     def open_fast(fast: torch.nn.Module, dtype: torch.dtype) -> BackboneBackend:
@@ -307,7 +320,13 @@ def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles,
         return PyTorchBackbone(fast, precision=plan.precision)
 
     verdict_file = cpu_verdict_file(req, files, plan.kind, plan.precision, arch, crop_size)
-    backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
-    if verdict.ok:
+    if later:
+        backend, pending = open_unchecked(encoder, plan.precision, open_fast, check, verdict_file, progress)
+        if pending is not None or backend.info.precision != plan.precision:
+            return backend, pending
+        verdict = read_verdict(verdict_file)  # kept by an earlier start: open_unchecked checked nothing
+    else:
+        backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
+    if verdict is not None and verdict.ok:
         progress(f"{plan.precision} CPU backbone: {verdict.describe()}")
-    return backend
+    return backend, None
