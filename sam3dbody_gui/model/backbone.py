@@ -110,7 +110,9 @@ class RopePositionEmbedding(nn.Module):
     def reset_periods_(self) -> None:
         """The periods DINOv3 derives from its base: base ** (2i / (head_dim / 2)), i < head_dim / 4."""
         n = self.head_dim // 4
-        exponents = 2 * torch.arange(n, dtype=torch.float32, device=self.periods.device) / (self.head_dim // 2)
+        # Worked out on the CPU whatever the buffer's device: on the meta device (a model is built
+        # there before its weights are loaded) arange runs a Python decomposition (~0.25 s a start).
+        exponents = 2 * torch.arange(n, dtype=torch.float32, device="cpu") / (self.head_dim // 2)
         self.periods.copy_(self.base**exponents)
 
     def _apply(self, fn, recurse=True):

@@ -52,7 +52,7 @@ class MHRHead(nn.Module):
         self.register_buffer("scale_comps", torch.zeros(NUM_SCALE, NUM_MODEL_SCALES))
         self.register_buffer("faces", torch.zeros(num_faces, 3, dtype=torch.long))
         self.register_buffer("hand_pose_mean", torch.zeros(NUM_HAND_CONT_PER_HAND))
-        self.register_buffer("hand_pose_comps", torch.eye(NUM_HAND_CONT_PER_HAND))
+        self.register_buffer("hand_pose_comps", _identity(NUM_HAND_CONT_PER_HAND))
         self.register_buffer("hand_joint_idxs_left", torch.zeros(27, dtype=torch.long))
         self.register_buffer("hand_joint_idxs_right", torch.zeros(27, dtype=torch.long))
         self.register_buffer("keypoint_mapping", torch.zeros(NUM_KEYPOINT_ROWS, num_vertices + NUM_JOINTS))
@@ -60,7 +60,7 @@ class MHRHead(nn.Module):
         self.register_buffer("root_coords", torch.zeros(3))
         self.register_buffer("local_to_world_wrist", torch.zeros(3, 3))
         self.register_buffer("nonhand_param_idxs", torch.zeros(145, dtype=torch.long))
-        self.register_buffer("hand_pose_comps_ori", torch.eye(NUM_HAND_CONT_PER_HAND))
+        self.register_buffer("hand_pose_comps_ori", _identity(NUM_HAND_CONT_PER_HAND))
         self.params = PoseParamConverter()
 
     @property
@@ -140,3 +140,12 @@ class MHRHead(nn.Module):
             "joint_global_rots": joint_rots,
             "mhr_model_params": model_params,
         }
+
+
+def _identity(n: int) -> torch.Tensor:
+    """torch.eye(n), made without torch.eye: on the meta device (a model is built there before its
+    weights are loaded) eye runs through torch's Python reference, which imports torch._dynamo:
+    0.9 s of every start."""
+    out = torch.zeros(n, n)
+    out.diagonal().fill_(1.0)
+    return out

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ModelFolderError
 from .checkpoint_file import read_checkpoint
+from .meta_build import meta_model_building
 from .config import ModelConfig, load_model_config
 from .mhr_head import NUM_JOINTS
 from .mhr_rig import check_mhr_rig, load_mhr_rig
@@ -246,7 +247,7 @@ def load_model_folder(
     contents = read_checkpoint(files.checkpoint)
     state = contents.state_dict
     num_vertices, num_faces = _mesh_size(state)
-    with torch.device("meta"):
+    with meta_model_building():
         model = SAM3DBody(config, num_vertices, num_faces, with_backbone=with_backbone)
     # Names and shapes are compared on the meta model, before any memory is allocated for it.
     checked = check_state(model.state_dict(), state, config, with_backbone)

@@ -22,7 +22,9 @@ class RandomFourierEncoding(nn.Module):
 
     def __init__(self, num_features: int) -> None:
         super().__init__()
-        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_features))
+        # nn.init rather than randn: a model folder builds the model on the meta device with random
+        # initialisation skipped (model_folder.py), which randn would bypass.
+        self.register_buffer("positional_encoding_gaussian_matrix", nn.init.normal_(torch.empty(2, num_features)))
 
     def encode(self, coords01: torch.Tensor) -> torch.Tensor:
         """(..., 2) in [0,1] → (..., 2*num_features), computed in fp32 whatever the model dtype."""

@@ -97,6 +97,7 @@ def _verify(report: VerifyReport, deep: bool, run_rig: bool, cancel, say: Callab
     from .checkpoint_file import read_checkpoint
     from .config import load_model_config
     from .file_checks import Cancelled
+    from .meta_build import meta_model_building
     from .model_folder import _mesh_size, check_state, find_model_files
     from .sam3d_body import SAM3DBody
 
@@ -134,7 +135,7 @@ def _verify(report: VerifyReport, deep: bool, run_rig: bool, cancel, say: Callab
         state = contents.state_dict
         num_vertices, num_faces = _mesh_size(state)
         if config is not None:
-            with torch.device("meta"):
+            with meta_model_building():
                 model = SAM3DBody(config, num_vertices, num_faces, with_backbone=True)
             checked = check_state(model.state_dict(), state, config)
             if not checked.ok:
