@@ -57,6 +57,9 @@ def test_the_cpu_answers_on_eager_int8_then_swaps_to_the_checked_compiled_int8(t
     eager_verdict = cpu_check.read_verdict(next(tmp_path.glob("cpu-check-pytorch-int8*.json")))
     assert eager_verdict.ok  # kept: the next start opens the compiled package at once (plan.py)
     assert next(tmp_path.glob("cpu-check-compiled-int8*.json"), None) is not None
+    for thread in pipe.cache_writes:  # and, once checked, the int8 weights for the next start
+        thread.join(BUILD_TIMEOUT_S)
+    assert len(list(tmp_path.glob("int8-weights-*.pt"))) == 1
     assert (pipe.backbone.info.name, pipe.backbone.info.precision) == ("pytorch-compiled", "int8")
     assert pipe.backbone.encoder is encoder  # compiled on the eager one's weights: no second copy
     after = pipe.run(item.image, item.box)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
+from torch import nn
 
 from ..errors import ModelFolderError
 from .checkpoint_file import read_checkpoint
@@ -55,6 +57,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # under prefixes the model lacks: ignored
     hand_only: int = 0  # loaded, used only by full (hand-refinement) mode
     read_inertly: bool = False  # the file held non-tensor objects, read as inert placeholders
+    left_unloaded: tuple[str, ...] = ()  # parameters the caller provides (load_model_folder's leave_unloaded)
 
     def summary(self) -> str:
         parts = [f"{self.tensors_loaded}/{self.tensors_in_file} tensors loaded"]
@@ -213,8 +216,35 @@ def materialize(model: torch.nn.Module, device: torch.device,
     return model
 
 
+def _detach_parameter(model: nn.Module, name: str) -> tuple[nn.Module, str, nn.Parameter]:
+    owner, _, attribute = name.rpartition(".")
+    module = model.get_submodule(owner)
+    if attribute not in module._parameters:
+        raise ValueError(f"{name} is not a parameter of the model")
+    return module, attribute, module._parameters.pop(attribute)
+
+
+def load_left_parameters(loaded: LoadedModel, names: Iterable[str] | None = None) -> None:
+    """Read parameters `load_model_folder` left unloaded (all of them by default) from the
+    checkpoint after all, e.g. when what was to provide them failed."""
+    names = list(loaded.report.left_unloaded if names is None else names)
+    if not names:
+        return
+    contents = read_checkpoint(loaded.files.checkpoint)
+    with torch.no_grad():
+        for name in names:
+            module, attribute, meta = _detach_parameter(loaded.model, name)
+            device = next((t.device for t in module.parameters() if not t.is_meta), loaded.device)
+            value = torch.empty(meta.shape, dtype=meta.dtype, device=device)
+            value.copy_(contents.state_dict[name])
+            module._parameters[attribute] = nn.Parameter(value, requires_grad=False)
+    loaded.report.left_unloaded = tuple(n for n in loaded.report.left_unloaded if n not in set(names))
+    loaded.report.tensors_loaded += len(names)
+    del contents
+
+
 def load_state_into(model: SAM3DBody, state: dict[str, torch.Tensor], with_backbone: bool,
-                    checked: StateCheck | None = None) -> LoadReport:
+                    checked: StateCheck | None = None, skip: set[str] = frozenset()) -> LoadReport:
     expected = model.state_dict()
     checked = checked or check_state(expected, state, model.cfg, with_backbone)
     if not checked.ok:
@@ -223,8 +253,9 @@ def load_state_into(model: SAM3DBody, state: dict[str, torch.Tensor], with_backb
                         unexpected=checked.foreign + checked.rig)
     with torch.no_grad():
         for key, target in expected.items():
-            target.copy_(state[key])  # copy_ converts dtype (fp16 file → model precision)
-    report.tensors_loaded = len(expected)
+            if key not in skip:
+                target.copy_(state[key])  # copy_ converts dtype (fp16 file → model precision)
+    report.tensors_loaded = len(expected) - len(skip & expected.keys())
     report.hand_only = sum(1 for k in expected if _is_hand_only(k))
     return report
 
@@ -236,11 +267,15 @@ def load_model_folder(
     backbone_dtype: torch.dtype = torch.float32,
     with_backbone: bool = True,
     backbone_device: torch.device | str | None = None,
+    leave_unloaded: Callable[[nn.Module], Iterable[str]] | None = None,
 ) -> LoadedModel:
     """Build our SAM3DBody from a model folder. `with_backbone=False` when a runtime backend
     (TensorRT engine, .pt2) computes the features: the 840 M backbone weights are not loaded.
     `backbone_device`: where the backbone's weights go, when not on `device` (the fp8 path loads
-    them on the host and quantises them onto the GPU: BackendPlan.backbone_on_host)."""
+    them on the host and quantises them onto the GPU: BackendPlan.backbone_on_host).
+    `leave_unloaded(meta model)`: names of parameters the caller provides otherwise (the int8
+    backbone's weights from their cache): they are neither allocated nor read and stay on the
+    meta device (`load_left_parameters` reads them after all)."""
     device = torch.device(device)
     files = find_model_files(folder)
     config = load_model_config(files.config)
@@ -261,8 +296,13 @@ def load_model_folder(
     model.to(decoder_dtype)
     if with_backbone:
         model.backbone.to(backbone_dtype)
+    left = sorted(set(leave_unloaded(model))) if leave_unloaded is not None else []
+    held = [_detach_parameter(model, name) for name in left]  # out of the model while it is allocated
     model = materialize(model, device, None if backbone_device is None else torch.device(backbone_device))
-    report = load_state_into(model, state, with_backbone, checked)
+    for module, attribute, parameter in held:
+        module._parameters[attribute] = parameter  # back, still on the meta device
+    report = load_state_into(model, state, with_backbone, checked, skip=set(left))
+    report.left_unloaded = tuple(left)
     report.read_inertly = contents.needed_inert_loading
     del state, contents  # unmaps the checkpoint now, not when the caller's frame ends
     model.mhr = rig

@@ -49,8 +49,10 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     from ..model.backbone import backbone_arch
     from ..model.config import load_model_config
     from ..model.model_folder import find_model_files, load_model_folder
-    from ..runtime.backbones.plan import BackendRequest, open_backend_check_later, plan_backend, warm_start_plans
-    from ..runtime.host_memory import keep_freed_memory
+    from ..runtime.backbones.int8_weights_cache import save_in_background, weights_left_to_cache
+    from ..runtime.backbones.plan import (BackendRequest, int8_weights_file, open_backend_check_later, plan_backend,
+                                          warm_start_plans)
+    from ..runtime.host_memory import keep_freed_memory, release_freed_memory
     from .calibration import calibration_for, mesh_check_for
 
     keep_freed_memory()  # a CPU pass re-faulted 2.2 GB of pages every time without it (host_memory.py)
@@ -69,28 +71,64 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
     if decoder_precision == "auto":
         decoder_precision = "bf16" if compile_decoder else "fp32"
     progress(f"loading the model ({plan.kind} backbone: {plan.reason})")
+    # The int8 CPU backbone's weights, quantised at an earlier start (int8_weights_cache.py).
+    int8_file = int8_weights_file(plan, request, files, dev, config.backbone_type, config.crop_size)
+    int8_cached = int8_file is not None and int8_file.is_file()
     loaded = load_model_folder(model_dir, device=dev, with_backbone=plan.needs_backbone_weights,
                                decoder_dtype=resolve_dtype(decoder_precision),
                                backbone_dtype=plan.load_dtype if load_in_run_precision else torch.float32,
-                               backbone_device="cpu" if host_staged_fp8 and plan.backbone_on_host else None)
+                               backbone_device="cpu" if host_staged_fp8 and plan.backbone_on_host else None,
+                               leave_unloaded=weights_left_to_cache if int8_cached else None)
+    if int8_cached:
+        int8_cached = _int8_from_cache(loaded, int8_file, progress)
     encoder = loaded.model.backbone.encoder if plan.needs_backbone_weights else None
     # A warm start with a background build checks a CPU fast path there, after the first answer
     # (the fp32 reference pass would otherwise come first: ~20 s on 2 cores, once per machine).
     backbone, pending_check = open_backend_check_later(
         plan, request, files, dev, config, encoder, progress, calibration=calibration_for(config, dev),
         check=mesh_check_for(loaded), later=target is not None and background_build)
+    # Quantised here: kept for the next start, written after the first answer (0.85 GB). Asked
+    # again: a check at open has just written the verdict that allows it.
+    keep_int8 = None
+    if not int8_cached and backbone.info.precision == "int8":
+        keep_int8 = int8_weights_file(plan, request, files, dev, config.backbone_type, config.crop_size)
     if plan.needs_backbone_weights:
         loaded.model.backbone.to(dev)  # what of it the backend did not move (fp8 moves the encoder)
+        if pending_check is None:
+            release_freed_memory()  # the fp32 weights a quantised backbone replaced (3.4 GB, full size)
     if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
         mesh_check_for(loaded).fast_decoder("int8")
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # what casting / quantising freed goes back (mem_get_info sees it)
     if target is not None:
-        return _warm_pipeline(loaded, backbone, target, request, dev, cuda_graph, compile_decoder, progress,
-                              background_build, pending_check)
-    decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder, progress)
-    batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
-    return Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)
+        pipeline = _warm_pipeline(loaded, backbone, target, request, dev, cuda_graph, compile_decoder, progress,
+                                  background_build, pending_check)
+    else:
+        decoder, hand_decoder, cropper = gpu_stages(loaded, dev, request.cache_dir, cuda_graph, compile_decoder,
+                                                    progress)
+        batch_decoder = batch_decoder_for(loaded, dev, cuda_graph, compile_decoder, request.cache_dir, progress)
+        pipeline = Pipeline(loaded, backbone, decoder, hand_decoder, cropper, batch_decoder)
+    if keep_int8 is not None:
+        pipeline.cache_writes.append(save_in_background(keep_int8, encoder, progress, after=pipeline.answered))
+    return pipeline
+
+
+def _int8_from_cache(loaded: LoadedModel, path: Path, progress: Callable[[str], None]) -> bool:
+    """The int8 layers from `path` in place of the block Linears load_model_folder left unloaded;
+    if the file does not fit, those weights are read from the checkpoint after all (and quantised
+    as at a first start). Whether the cache was used."""
+    from ..model.model_folder import load_left_parameters
+    from ..runtime.backbones.int8_weights_cache import swap_in_cached
+
+    try:
+        swap_in_cached(path, loaded.model.backbone.encoder)
+    except Exception as exc:  # noqa: BLE001 - a cache: the checkpoint has the weights
+        progress(f"note: the kept int8 weights could not be used ({type(exc).__name__}: {str(exc)[:160]}); "
+                 "quantising the checkpoint's")
+        load_left_parameters(loaded)
+        return False
+    progress("int8 backbone weights from the cache (quantised at an earlier start)")
+    return True
 
 
 def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch.device, cuda_graph: bool,
@@ -114,7 +152,8 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
         lambda: next(iter(calibration_crops(loaded.config, device))), progress,
         what=f"the compiled {target.precision} backbone" + (" and decoder" if compile_decoder else ""),
         first_run_grace_s=FIRST_RUN_GRACE_S, on_swapped=_remember_compiled_verdict(loaded, target, request, device),
-        precheck=None if pending_check is None else _eager_check(pipeline, pending_check, progress))
+        precheck=None if pending_check is None else _eager_check(pipeline, pending_check, progress,
+                                                                  _keeping_int8(pipeline, request, progress)))
     checking = "" if pending_check is None else " (checked against fp32 in the background after the first answer)"
     progress(f"answering with the eager {target.precision} backbone{checking}; {pipeline.fast_path.what} "
              "is compiling in the background")
@@ -122,12 +161,31 @@ def _warm_pipeline(loaded: LoadedModel, backbone, target, request, device: torch
     return pipeline
 
 
-def _eager_check(pipeline: Pipeline, pending, progress: Callable[[str], None]) -> Callable[[], None]:
+def _keeping_int8(pipeline: Pipeline, request, progress: Callable[[str], None]) -> Callable[[str], None]:
+    """After a passed check: an int8 path's weights kept for the next start (int8_weights_cache.py)."""
+    loaded = pipeline.loaded
+
+    def keep(precision: str) -> None:
+        if precision != "int8":
+            return
+        from ..runtime.backbones.int8_weights_cache import int8_weights_path, save_in_background
+        from ..runtime.backbones.plan import default_cache_dir
+
+        path = int8_weights_path(request.cache_dir or default_cache_dir(), loaded.files.checkpoint,
+                                 loaded.config.backbone_type)
+        pipeline.cache_writes.append(save_in_background(path, loaded.model.backbone.encoder, progress))
+
+    return keep
+
+
+def _eager_check(pipeline: Pipeline, pending, progress: Callable[[str], None],
+                 on_pass: Callable[[str], None] = lambda precision: None) -> Callable[[], None]:
     """The background build's first step when the eager fast path answered unchecked: its check
     against fp32. A miss (or a check that fails) puts the fp32 backbone and decoder in place
     between two runs and ends the build (warm_start.FastPathDeclined); the window runs the photo
-    again on fp32."""
+    again on fp32. `on_pass(precision)` after a pass."""
     from ..runtime.backbones.pytorch_backend import PyTorchBackbone
+    from ..runtime.host_memory import release_freed_memory
     from .warm_start import FastPathDeclined
 
     def check() -> None:
@@ -141,6 +199,8 @@ def _eager_check(pipeline: Pipeline, pending, progress: Callable[[str], None]) -
             verdict, why = None, f"could not be checked ({type(exc).__name__}: {exc})"
         if verdict is not None and verdict.ok:
             progress(f"{precision} CPU backbone: {verdict.describe()}")
+            release_freed_memory()  # the fp32 weights it replaced, kept until now as the check's reference
+            on_pass(precision)
             return
         with pipeline.run_lock:  # between two runs
             pipeline.backbone = PyTorchBackbone(pending.undo(), precision="fp32")

@@ -104,6 +104,7 @@ class Pipeline:
         self._pinned: torch.Tensor | None = None  # host staging buffer for results
         self.run_lock = threading.RLock()  # held by every run; a stage swap takes it (warm_start.py)
         self.answered = threading.Event()  # set when a run has ended (warm_start.py waits for the first)
+        self.cache_writes: list[threading.Thread] = []  # files kept for the next start, written meanwhile
 
     @property
     def decoder_label(self) -> str:

@@ -60,3 +60,17 @@ def _apply() -> bool:
     # mallopt returns 1 on success; the mmap threshold first (setting either fixes both: no adapting).
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     return ok and mallopt(M_ARENA_MAX, 1) == 1
+
+
+def release_freed_memory() -> None:
+    """Hand what the heap holds free back to the system now (glibc's malloc_trim): after a
+    one-off free of a large amount (the fp32 weights an int8 backbone replaced) that the kept
+    thresholds would otherwise hold on to. The next pass faults its pages in once more."""
+    if not keep_freed_memory():
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -61,6 +61,17 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("bias", bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
+    @classmethod
+    def from_quantized(cls, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor):
+        """The layer from weights quantised before (int8_weights_cache.py), as they are."""
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.register_buffer("weight_int8", weight_int8)
+        self.register_buffer("weight_scale", weight_scale)
+        self.register_buffer("bias", bias)
+        self.out_features, self.in_features = weight_int8.shape
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
         row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / INT8_MAX

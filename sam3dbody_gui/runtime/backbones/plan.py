@@ -29,6 +29,7 @@ from ..choices import BACKENDS, PRECISIONS
 from .fp8 import calibrate_fp8_, fp8_supported, quantize_backbone_fp8
 from .cpu_check import MeshCheck, PendingCheck, open_checked, open_unchecked, read_verdict, verdict_path
 from .int8_cpu import quantize_backbone_int8
+from .int8_weights_cache import int8_weights_path
 from .aoti_backend import AotiBackbone, aoti_package_path, aoti_wanted
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
@@ -307,6 +308,20 @@ def cpu_verdict_file(req: BackendRequest, files: ModelFiles, kind: str, precisio
 
     return verdict_path(req.cache_dir or default_cache_dir(), files.checkpoint, kind, precision, arch, crop_size,
                         detect().describe())
+
+
+def int8_weights_file(plan: BackendPlan, req: BackendRequest, files: ModelFiles, device: torch.device,
+                      arch: str, crop_size: int) -> Path | None:
+    """Where this plan's int8 backbone weights are kept between starts (int8_weights_cache.py),
+    or None where the plan has none to keep: not int8 on the CPU, or a check against fp32 still to
+    run (its reference is the fp32 model). The file may not exist yet."""
+    if plan.precision != "int8" or device.type != "cpu" or not plan.needs_backbone_weights:
+        return None
+    if plan.checked:
+        verdict = read_verdict(cpu_verdict_file(req, files, plan.kind, plan.precision, arch, crop_size))
+        if verdict is None or not verdict.ok:
+            return None
+    return int8_weights_path(req.cache_dir or default_cache_dir(), files.checkpoint, arch)
 
 
 def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles, config: ModelConfig,
