@@ -205,7 +205,9 @@ class SAM3DBody(nn.Module):
 
         rays = crop_ray_map(cam.affine, cam.intrinsics, cam.crop_size)
         context_map = branch.ray_cond(features, rays)
-        context = context_map.flatten(2).transpose(1, 2)
+        # Contiguous once: every layer normalises it, and a transposed view cost each of them a
+        # strided copy (4.8 ms of a 5 MB map on 2 CPU cores; the same values).
+        context = context_map.flatten(2).transpose(1, 2).contiguous()
         context_pe = branch.pe_layer.dense(h, w).to(dtype).flatten(2).transpose(1, 2)
 
         layers = branch.decoder.layers
