@@ -20,15 +20,17 @@ def test_targets_table_on_the_cpu(tiny_model_dir, tmp_path, capsys):
     table = capsys.readouterr().out
     rows = {r["what"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"backbone, batch 1", "end to end, body mode", "end to end, full mode",
-                         "first full-mode run after load", "mesh deviation vs fp32", "cold start → first mesh"}
+                         "first full-mode run after load", "mesh deviation vs fp32", "cold start → first mesh",
+                         "cold start, `infer`"}
     assert "peak GPU memory" not in table  # a GPU row
     assert rows["backbone, batch 1"]["met"] is None and rows["end to end, full mode"]["met"] is None
     assert rows["first full-mode run after load"]["met"] is None  # GPU targets: "–" on the CPU
     body = _number(rows["end to end, body mode"]["measured"])
     assert rows["end to end, body mode"]["met"] == (body <= bench_targets.CPU_BODY_MS)
-    cold = rows["cold start → first mesh"]
-    assert "pytorch" in cold["measured"], cold  # the child answered, on the eager path of a warm start
-    assert cold["met"] == (_number(cold["measured"]) <= bench_targets.COLD_START_S)
+    for what in ("cold start → first mesh", "cold start, `infer`"):  # as the window opens, as `infer` does
+        cold = rows[what]
+        assert "pytorch" in cold["measured"], cold  # the child answered, on the eager path of a warm start
+        assert cold["met"] == (_number(cold["measured"]) <= bench_targets.COLD_START_S)
     mean_mm = _number(rows["mesh deviation vs fp32"]["measured"])
     assert 0 < mean_mm <= bench_targets.FIDELITY_MEAN_MM and rows["mesh deviation vs fp32"]["met"]
     assert "speed targets on" in table and "cold start" in table
