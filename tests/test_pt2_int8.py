@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -193,3 +194,36 @@ def test_the_backbone_built_alone_is_the_synthetic_models_backbone(encoder):
     folder = encoder.state_dict()
     assert alone.keys() == folder.keys()
     assert all(torch.equal(alone[k].float(), folder[k].float()) for k in folder)
+
+
+@pytest.fixture(scope="module")
+def mesh_check(tiny_loaded):
+    from sam3dbody_gui.pipeline.calibration import mesh_check_for
+
+    return mesh_check_for(tiny_loaded)
+
+
+def test_with_the_pipelines_mesh_check_each_step_is_judged_by_the_mesh(int8_pt2, mesh_check, monkeypatch):
+    from sam3dbody_gui.runtime.backbones.cpu_check import FidelityVerdict
+
+    fast = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check)
+    verdict = fast.fast.checks["lowered"]
+    assert isinstance(verdict, FidelityVerdict) and verdict.ok and fast.fast.steps == ["lowered"]
+    assert "mesh vs the program" in fast.fast.describe()
+    # A wrong rewrite moves the mesh far past the limits and is dropped under this judge too.
+    real = pt2_lowering.Int8GemmLinear.forward
+    monkeypatch.setattr(pt2_lowering.Int8GemmLinear, "forward", lambda self, x, bias=None: real(self, x, bias) * 1.5)
+    wrong = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check)
+    assert wrong.fast.steps == [] and not wrong.fast.checks["lowered"].ok
+    assert wrong.fast.checks["lowered"].mean_mm > 10 * verdict.mean_mm
+
+
+def test_the_cpu_pipeline_runs_an_int8_pt2_lowered(tiny_model_dir, int8_pt2):
+    from sam3dbody_gui.pipeline.benchmark_images import benchmark_images
+    from sam3dbody_gui.pipeline.build import build_pipeline
+
+    said: list[str] = []
+    pipe = build_pipeline(tiny_model_dir, device="cpu", backend="pt2", backbone_file=int8_pt2, progress=said.append)
+    assert pipe.backbone.info.name == "pt2" and pipe.backbone.info.precision.endswith("(lowered)")
+    item = benchmark_images()[0]
+    assert np.isfinite(pipe.run(item.image, item.box).vertices).all()
