@@ -227,3 +227,20 @@ def test_the_cpu_pipeline_runs_an_int8_pt2_lowered(tiny_model_dir, int8_pt2):
     assert pipe.backbone.info.name == "pt2" and pipe.backbone.info.precision.endswith("(lowered)")
     item = benchmark_images()[0]
     assert np.isfinite(pipe.run(item.image, item.box).vertices).all()
+
+
+def test_a_later_start_applies_the_steps_as_judged_before(int8_pt2, mesh_check, crop, tmp_path, monkeypatch):
+    from sam3dbody_gui.runtime.backbones.cpu_check import FidelityVerdict
+
+    store = pt2_fast.StepVerdicts(tmp_path / "pt2-check.json")
+    first = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check, verdicts=store)
+    assert store.get("lowered") == first.fast.checks["lowered"] and store.get("lowered").ok
+    # The next start needs no reference run of the program: the judge is never called.
+    monkeypatch.setattr(pt2_fast, "_judge", lambda *a, **k: pytest.fail("checked again"))
+    later = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check, verdicts=store)
+    assert later.fast.steps == ["lowered"] and "checked at an earlier start" in later.fast.describe()
+    assert torch.equal(later(crop), first(crop))
+    # A step that missed is left out without trying it again.
+    store.put("lowered", FidelityVerdict(9.0, 40.0))
+    missed = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check, verdicts=store)
+    assert missed.fast.steps == [] and "missed its check at an earlier start" in missed.fast.describe()

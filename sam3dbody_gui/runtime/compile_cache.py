@@ -23,6 +23,16 @@ def cache_path(cache_dir: Path, stem: str, device: torch.device, **key: object) 
     return Path(cache_dir) / f"{stem}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.compile-cache"
 
 
+def file_identity(path: Path) -> str:
+    """A file as a cache key sees it: resolved path, size and modification time (a replaced or
+    edited file gets a new key; the path alone if it cannot be read)."""
+    try:
+        stat = Path(path).stat()
+        return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return str(path)
+
+
 def load_compile_cache(path: Path) -> bool:
     """Preload the kernels saved at `path`, if there are any; True if there were."""
     if not Path(path).is_file():

@@ -136,14 +136,10 @@ def read_verdict(path: Path | None) -> FidelityVerdict | None:
 def verdict_path(cache_dir: Path, checkpoint: Path, kind: str, precision: str, arch: str, crop_size: int,
                  cpu: str) -> Path:
     """Where the verdict for this checkpoint file (path, size, time), backend, precision and CPU lives."""
-    from ..compile_cache import cache_path
+    from ..compile_cache import cache_path, file_identity
 
-    try:
-        stat = Path(checkpoint).stat()
-        identity = f"{Path(checkpoint).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    except OSError:
-        identity = str(checkpoint)
-    return cache_path(cache_dir, f"cpu-check-{kind}-{precision}", torch.device("cpu"), checkpoint=identity,
+    return cache_path(cache_dir, f"cpu-check-{kind}-{precision}", torch.device("cpu"),
+                      checkpoint=file_identity(checkpoint),
                       arch=arch, crop=crop_size, cpu=cpu, paths=PATHS_VERSION).with_suffix(".json")
 
 

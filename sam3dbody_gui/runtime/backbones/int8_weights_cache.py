@@ -32,15 +32,10 @@ ENCODER_PREFIX = "backbone.encoder."
 
 
 def int8_weights_path(cache_dir: Path, checkpoint: Path, arch: str) -> Path:
-    from ..compile_cache import cache_path
+    from ..compile_cache import cache_path, file_identity
 
-    try:
-        stat = Path(checkpoint).stat()
-        identity = f"{Path(checkpoint).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    except OSError:
-        identity = str(checkpoint)
-    return cache_path(cache_dir, "int8-weights", torch.device("cpu"), checkpoint=identity, arch=arch,
-                      levels=weight_levels(), version=FORMAT_VERSION).with_suffix(".pt")
+    return cache_path(cache_dir, "int8-weights", torch.device("cpu"), checkpoint=file_identity(checkpoint),
+                      arch=arch, levels=weight_levels(), version=FORMAT_VERSION).with_suffix(".pt")
 
 
 def _linear_names(encoder: nn.Module) -> list[str]:

@@ -33,6 +33,7 @@ from .int8_weights_cache import int8_weights_path
 from .aoti_backend import AotiBackbone, aoti_package_path, aoti_wanted
 from .compiled_backend import CompileOptions, CompiledBackbone, compile_cache_path
 from .pt2_backend import ExportedProgramBackbone
+from .pt2_fast import StepVerdicts
 from .pytorch_backend import PyTorchBackbone
 from .tensorrt_import import tensorrt_status
 
@@ -289,7 +290,8 @@ def open_backend_check_later(plan: BackendPlan, req: BackendRequest, files: Mode
                                 progress=trt_progress), None
     if plan.kind == "pt2":
         return ExportedProgramBackbone(plan.backbone_file, device, speed=pt2_speed(device), progress=progress,
-                                       mesh_check=check), None
+                                       mesh_check=check, verdicts=pt2_verdicts(req, plan.backbone_file, device,
+                                                                               crop_size)), None
     if encoder is None:
         raise RuntimeError(f"the {plan.kind} backend needs the backbone weights loaded")
     if plan.checked and check is not None and device.type == "cpu":
@@ -308,6 +310,17 @@ def pt2_speed(device: torch.device) -> str:
     2.8 s a pass instead of 11.7 s as exported (2 cores), mesh within 0.29 / 0.59 mm of the
     program's. Elsewhere as exported, until the GPU's figures are in (tools/gpu/pt2_speed.py)."""
     return "lowered" if device.type == "cpu" else "as-is"
+
+
+def pt2_verdicts(req: BackendRequest, program: Path, device: torch.device, crop_size: int) -> StepVerdicts:
+    """Where a `.pt2`'s speed-up verdicts are kept: per program file (path, size, time), device,
+    CPU (its int8 kernels), crop and torch."""
+    from ..compile_cache import cache_path, file_identity
+    from ..cpu_features import detect
+
+    return StepVerdicts(cache_path(req.cache_dir or default_cache_dir(), "pt2-check", device,
+                                   program=file_identity(program),
+                                   cpu=detect().describe(), crop=crop_size).with_suffix(".json"))
 
 
 def cpu_verdict_file(req: BackendRequest, files: ModelFiles, kind: str, precision: str, arch: str,

@@ -43,8 +43,9 @@ def _weight_precision(program: torch.export.ExportedProgram) -> str:
 
 class ExportedProgramBackbone(BackboneBackend):
     def __init__(self, path: Path, device: torch.device, speed: str = "as-is", half_attention: bool = False,
-                 progress=lambda message: None, mesh_check=None) -> None:
-        """`mesh_check` (cpu_check.MeshCheck): judge the speed-up's steps by the mesh (pt2_fast.speed_up)."""
+                 progress=lambda message: None, mesh_check=None, verdicts=None) -> None:
+        """`mesh_check` (cpu_check.MeshCheck): judge the speed-up's steps by the mesh, `verdicts`
+        (pt2_fast.StepVerdicts): as kept by an earlier start (pt2_fast.speed_up)."""
         if speed not in PT2_SPEEDS:
             raise ValueError(f"unknown .pt2 speed {speed!r}: choose from {', '.join(PT2_SPEEDS)}")
         path = Path(path)
@@ -64,7 +65,7 @@ class ExportedProgramBackbone(BackboneBackend):
         program = move_to_device_pass(program, self.device)
         self.module = program.module()
         self.fast: FastProgram = speed_up(self.module, speed, self.device, self.input_shape, self.input_dtype,
-                                          half_attention, progress, mesh_check)
+                                          half_attention, progress, mesh_check, verdicts)
         precision = _weight_precision(program)
         if self.fast.steps:
             precision += " (" + ", ".join(self.fast.steps) + ")"

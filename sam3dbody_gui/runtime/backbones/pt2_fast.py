@@ -24,11 +24,16 @@ noise. A wrong rewrite (a lost scale, a transposed weight) is off by tens of per
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
+
+from ...atomic_file import write_bytes_atomic
+from ...errors import UserError
 
 from ..cuda_graph import capture
 from .cpu_check import FidelityVerdict, MeshCheck, mesh_deviation
@@ -91,16 +96,46 @@ def probe_crop(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
 
 
+class StepVerdicts:
+    """The mesh verdicts of a program's steps, kept on disk (one JSON file per program, device and
+    CPU: plan.py names it): a later start applies a step that passed without running the program
+    as it is again (11.7 s for the full-size INT8 program on 2 cores) and skips one that missed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def get(self, step: str) -> FidelityVerdict | None:
+        try:
+            data = json.loads(self.path.read_text()).get(step)
+            return None if data is None else FidelityVerdict(float(data["mean_mm"]), float(data["max_mm"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def put(self, step: str, verdict: FidelityVerdict) -> None:
+        try:
+            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (OSError, ValueError):
+            data = {}
+        data[step] = asdict(verdict)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(self.path, json.dumps(data).encode())
+        except (OSError, UserError):
+            pass  # a cache: the next start checks again
+
+
 def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_shape: tuple[int, ...],
              input_dtype: torch.dtype, half_attention: bool = False,
-             progress: Progress = lambda m: None, mesh_check: MeshCheck | None = None) -> FastProgram:
+             progress: Progress = lambda m: None, mesh_check: MeshCheck | None = None,
+             verdicts: StepVerdicts | None = None) -> FastProgram:
     """`module` (the program's, on `device`) as fast as `speed` allows, checked; see the docstring.
     `mesh_check`: judge each step by the body mesh the decoder makes of its features on the
     check's crop, against the program's mesh, in the fidelity limits of every fast path
     (cpu_check.py), instead of by the features themselves. The full-size synthetic INT8 program
     needs it: there torch.compile alone, with no rewrite, moved the features by 7.5 % RMS (fp32
     roundings cross quantisation levels and the flips grow through 32 random-weight blocks),
-    while the lowered program's mesh stayed within 0.29 / 0.59 mm of the program's."""
+    while the lowered program's mesh stayed within 0.29 / 0.59 mm of the program's.
+    `verdicts`: with a mesh check, the eager steps' verdicts kept for later starts."""
     if speed not in PT2_SPEEDS:
         raise ValueError(f"unknown .pt2 speed {speed!r}: choose from {', '.join(PT2_SPEEDS)}")
 
@@ -110,6 +145,10 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
     fast = FastProgram(plain(module))
     if speed == "as-is":
         return fast
+    verdicts = verdicts if mesh_check is not None else None
+    eager_steps = ("lowered",) + (("bf16 attention",) if half_attention else ())
+    if verdicts is not None and speed == "lowered" and all(verdicts.get(step) is not None for step in eager_steps):
+        return _as_known(module, fast, verdicts, eager_steps, device, progress)
     if mesh_check is not None:
         probe = mesh_check.crop().to(device=device, dtype=input_dtype)
     else:
@@ -130,6 +169,8 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
             progress(f".pt2 backbone: {fast.notes[-1]}")
             return
         fast.checks[name] = check
+        if verdicts is not None:
+            verdicts.put(name, check)
         if not check.ok:
             fast.notes.append(f"{name} dropped: differs from the program ({_describe(check)})")
             progress(f".pt2 backbone: {fast.notes[-1]}")
@@ -154,6 +195,36 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
     fast.run = plain(current)
     if speed == "compiled":
         fast.run = _compiled(current, fast, probe, judge, device, progress)
+    return fast
+
+
+def _as_known(module: torch.nn.Module, fast: FastProgram, verdicts: StepVerdicts, steps: tuple[str, ...],
+              device: torch.device, progress: Progress) -> FastProgram:
+    """The eager steps as an earlier start judged them: one that passed is applied unchecked, one
+    that missed is left out (the program as it is never runs for a reference)."""
+    current = module
+    for name in steps:
+        verdict = verdicts.get(name)
+        fast.checks[name] = verdict
+        if not verdict.ok:
+            fast.notes.append(f"{name} left out: it missed its check at an earlier start ({_describe(verdict)})")
+            progress(f".pt2 backbone: {fast.notes[-1]}")
+            continue
+        try:
+            if name == "lowered":
+                candidate, report = lower_qdq_linears(current, device)
+                what = report.describe()
+            else:
+                candidate, count = attention_in_bf16(current)
+                what = f"{count} attention calls in bf16"
+        except Exception as exc:  # noqa: BLE001 - as in a checked step
+            fast.notes.append(f"{name} failed ({_why(exc)}); kept the step before")
+            progress(f".pt2 backbone: {fast.notes[-1]}")
+            continue
+        current = candidate
+        fast.steps.append(name)
+        fast.notes.append(f"{what} (checked at an earlier start: {_describe(verdict)})")
+    fast.run = lambda crop: first_output(current(crop))
     return fast
 
 
