@@ -68,7 +68,10 @@ def _photo(tmp_path, name="person.png", size=(320, 240)) -> Path:
 def _pixels(image: QImage) -> np.ndarray:
     img = image.convertToFormat(QImage.Format.Format_RGBA8888)
     arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
-    return arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 4].reshape(img.height(), img.width(), 4)
+    # A copy: the array viewed the converted image's memory, freed when `img` goes at the return
+    # (the pixels read then were whatever reused that memory: a flaky icon test).
+    rows = arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 4]
+    return rows.reshape(img.height(), img.width(), 4).copy()
 
 
 # ---------------------------------------------------------------- 1. start-up problems ---

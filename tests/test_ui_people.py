@@ -74,7 +74,10 @@ def _count_runs(monkeypatch, pipeline) -> list:
 def _pixels(image: QImage) -> np.ndarray:
     img = image.convertToFormat(QImage.Format.Format_RGB888)
     arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
-    return arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3].reshape(img.height(), img.width(), 3)
+    # A copy: the array viewed the converted image's memory, freed when `img` goes at the return
+    # (the pixels read then were whatever reused that memory: a flaky icon test).
+    rows = arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3]
+    return rows.reshape(img.height(), img.width(), 3).copy()
 
 
 # ------------------------------------------------------------------------- the window ---
