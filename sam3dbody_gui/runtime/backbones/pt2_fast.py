@@ -146,30 +146,43 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
     if speed == "as-is":
         return fast
     verdicts = verdicts if mesh_check is not None else None
-    eager_steps = ("lowered",) + (("bf16 attention",) if half_attention else ())
-    if verdicts is not None and speed == "lowered" and all(verdicts.get(step) is not None for step in eager_steps):
-        return _as_known(module, fast, verdicts, eager_steps, device, progress)
-    if mesh_check is not None:
-        probe = mesh_check.crop().to(device=device, dtype=input_dtype)
-    else:
-        probe = probe_crop(input_shape, input_dtype, device)
-    with torch.inference_mode():
-        want = first_output(module(probe)).clone()
-    judge = _judge(want, mesh_check)
+    reference: dict = {}
+
+    def reference_judge():
+        """(probe crop, judge): the program's own output on the probe, run once, when a step needs it."""
+        if not reference:
+            if mesh_check is not None:
+                probe = mesh_check.crop().to(device=device, dtype=input_dtype)
+            else:
+                probe = probe_crop(input_shape, input_dtype, device)
+            with torch.inference_mode():
+                want = first_output(module(probe)).clone()
+            reference.update(probe=probe, judge=_judge(want, mesh_check))
+        return reference["probe"], reference["judge"]
+
     current = module
 
     def try_step(name: str, make: Callable[[], tuple[torch.nn.Module, str]]) -> None:
         nonlocal current
+        known = verdicts.get(name) if verdicts is not None else None  # judged at an earlier start
+        if known is not None and not known.ok:
+            fast.checks[name] = known
+            fast.notes.append(f"{name} left out: it missed its check at an earlier start ({_describe(known)})")
+            progress(f".pt2 backbone: {fast.notes[-1]}")
+            return
         try:
             candidate, what = make()
-            with torch.inference_mode():
-                check = judge(first_output(candidate(probe)))
+            check = known
+            if check is None:
+                probe, judge = reference_judge()
+                with torch.inference_mode():
+                    check = judge(first_output(candidate(probe)))
         except Exception as exc:  # noqa: BLE001 - an unsupported kernel or pattern: keep the last good step
             fast.notes.append(f"{name} failed ({_why(exc)}); kept the step before")
             progress(f".pt2 backbone: {fast.notes[-1]}")
             return
         fast.checks[name] = check
-        if verdicts is not None:
+        if verdicts is not None and known is None:
             verdicts.put(name, check)
         if not check.ok:
             fast.notes.append(f"{name} dropped: differs from the program ({_describe(check)})")
@@ -177,7 +190,7 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
             return
         current = candidate
         fast.steps.append(name)
-        fast.notes.append(f"{what} ({_describe(check)})")
+        fast.notes.append(f"{what} ({'checked at an earlier start: ' if known else ''}{_describe(check)})")
 
     def lower():
         lowered, report = lower_qdq_linears(module, device)
@@ -194,37 +207,8 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
         try_step("bf16 attention", half)
     fast.run = plain(current)
     if speed == "compiled":
+        probe, judge = reference_judge()
         fast.run = _compiled(current, fast, probe, judge, device, progress)
-    return fast
-
-
-def _as_known(module: torch.nn.Module, fast: FastProgram, verdicts: StepVerdicts, steps: tuple[str, ...],
-              device: torch.device, progress: Progress) -> FastProgram:
-    """The eager steps as an earlier start judged them: one that passed is applied unchecked, one
-    that missed is left out (the program as it is never runs for a reference)."""
-    current = module
-    for name in steps:
-        verdict = verdicts.get(name)
-        fast.checks[name] = verdict
-        if not verdict.ok:
-            fast.notes.append(f"{name} left out: it missed its check at an earlier start ({_describe(verdict)})")
-            progress(f".pt2 backbone: {fast.notes[-1]}")
-            continue
-        try:
-            if name == "lowered":
-                candidate, report = lower_qdq_linears(current, device)
-                what = report.describe()
-            else:
-                candidate, count = attention_in_bf16(current)
-                what = f"{count} attention calls in bf16"
-        except Exception as exc:  # noqa: BLE001 - as in a checked step
-            fast.notes.append(f"{name} failed ({_why(exc)}); kept the step before")
-            progress(f".pt2 backbone: {fast.notes[-1]}")
-            continue
-        current = candidate
-        fast.steps.append(name)
-        fast.notes.append(f"{what} (checked at an earlier start: {_describe(verdict)})")
-    fast.run = lambda crop: first_output(current(crop))
     return fast
 
 
