@@ -59,6 +59,14 @@ def main() -> None:
     device = torch.device(args.device)
     say(f"torch {torch.__version__}, {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}")
     config, encoder = synthetic_backbone(args.size, args.model, device)
+    # With a model folder each speed-up step is judged as the app judges it: by the body mesh
+    # against the program's (pt2_fast.speed_up; at full size the features alone drop every step).
+    mesh_check = None
+    if args.model is not None:
+        from sam3dbody_gui.model.model_folder import load_model_folder
+        from sam3dbody_gui.pipeline.calibration import mesh_check_for
+
+        mesh_check = mesh_check_for(load_model_folder(args.model, device=str(device), with_backbone=False))
     crops = list(calibration_crops(config, device))
     crop = torch.roll(crops[0], shifts=51, dims=-1)  # not a calibration crop
     with torch.inference_mode():
@@ -72,7 +80,7 @@ def main() -> None:
 
     def backend(label: str, **kw) -> None:
         t = time.perf_counter()
-        b = ExportedProgramBackbone(path, device, progress=say, **kw)
+        b = ExportedProgramBackbone(path, device, progress=say, mesh_check=mesh_check, **kw)
         open_s = time.perf_counter() - t
         with torch.inference_mode():
             out = b(crop).float().clone()
@@ -83,12 +91,15 @@ def main() -> None:
 
     def compiled_unlowered() -> None:
         b = ExportedProgramBackbone(path, device)
-        probe = pt2_fast.probe_crop(b.input_shape, b.input_dtype, device)
+        if mesh_check is not None:
+            probe = mesh_check.crop().to(device=device, dtype=b.input_dtype)
+        else:
+            probe = pt2_fast.probe_crop(b.input_shape, b.input_dtype, device)
         with torch.inference_mode():
             want = pt2_fast.first_output(b.module(probe)).clone()
         fast = pt2_fast.FastProgram(lambda x: pt2_fast.first_output(b.module(x)))
         t = time.perf_counter()
-        run = pt2_fast._compiled(b.module, fast, probe, want, device, say)
+        run = pt2_fast._compiled(b.module, fast, probe, pt2_fast._judge(want, mesh_check), device, say)
         open_s = time.perf_counter() - t
         with torch.inference_mode():
             out = run(crop).float().clone()
