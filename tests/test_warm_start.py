@@ -319,3 +319,16 @@ def test_loading_the_backbone_elsewhere_puts_only_the_backbone_there(tiny_model_
     model = load_model_folder(tiny_model_dir, device="cpu", backbone_device="meta").model
     assert {p.device.type for p in model.backbone.parameters()} == {"meta"}
     assert {p.device.type for n, p in model.named_parameters() if not n.startswith("backbone.")} == {"cpu"}
+
+
+def test_the_status_says_when_the_eager_path_is_being_checked(tiny_model_dir):
+    """The window's badge shows the status: during a precheck (the eager fast path's check against
+    fp32) it says so, then what the build does next."""
+    pipe = _fp32_pipe(tiny_model_dir)
+    seen: list[str] = []
+    build = BackgroundFastPath(pipe, lambda: FastStages(), _crop(pipe),
+                               precheck=lambda: seen.append(pipe.fast_path_status))
+    assert pipe.fast_path_status == warm_start.BUILDING
+    assert build.start().wait(BUILD_TIMEOUT_S)
+    assert seen == [warm_start.CHECKING]
+    assert pipe.fast_path_status.startswith("in use"), pipe.fast_path_status

@@ -3,8 +3,9 @@ the fast path's precision, the eager decoder), while a background thread builds 
 (the compiled backbone; on a GPU the compiled and captured decoder passes and the compiled
 crop), checks it against the path in use, and swaps it in between two runs.
 
-    pipeline.fast_path_status   "compiling in the background" → "in use (checked: …)"
-                                or "failed: …; using the eager path"
+    pipeline.fast_path_status   ("checking the eager path against fp32 in the background" →)
+                                "compiling in the background" → "in use (checked: …)"
+                                or "failed: …; using the eager path" or "not built: …"
 
 How it stays safe while runs go on:
   - the swap takes the pipeline's run lock (every run holds it), so a run sees all the old
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 BUILDING = "compiling in the background"
+CHECKING = "checking the eager path against fp32 in the background"  # a precheck (build.py `_eager_check`)
 # The build waits this long at most for the first run to end (a window with no photo yet, or a
 # caller that never runs, still gets its fast path). On the H200 the first mesh of a cold start
 # took 12 s while the compiler ran beside it (28 s from process start): it shares the GIL.
@@ -163,7 +165,9 @@ class BackgroundFastPath:
             if self._cancelled.is_set():
                 raise _Cancelled()
             if self._precheck is not None:
+                self._set_status(CHECKING)
                 self._precheck()
+                self._set_status(BUILDING)
             if self._cancelled.is_set():
                 raise _Cancelled()
             with captures_guarded_by(self.pipeline.run_lock):
