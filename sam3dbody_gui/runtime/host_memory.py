@@ -21,7 +21,7 @@ Other C libraries and systems are left as they are. SAM3DBODY_GUI_KEEP_FREED_MEM
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -44,33 +44,37 @@ def keep_freed_memory() -> bool:
         return _applied
 
 
+@functools.lru_cache(maxsize=None)
+def _glibc():
+    """The process's glibc (its own symbols: no library search), or None elsewhere (musl, macOS,
+    Windows: no mallopt thresholds to raise)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def _apply() -> bool:
     if os.environ.get(KEEP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu_libc_version = libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
-    except (OSError, AttributeError):
-        return False
-    del gnu_libc_version
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success; the mmap threshold first (setting either fixes both: no adapting).
-    ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    return ok and mallopt(M_ARENA_MAX, 1) == 1
+    ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and \
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    return ok and libc.mallopt(M_ARENA_MAX, 1) == 1
 
 
 def release_freed_memory() -> None:
     """Hand what the heap holds free back to the system now (glibc's malloc_trim): after a
     one-off free of a large amount (the fp32 weights an int8 backbone replaced) that the kept
     thresholds would otherwise hold on to. The next pass faults its pages in once more."""
-    if not keep_freed_memory():
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if keep_freed_memory():
+        _glibc().malloc_trim(0)
