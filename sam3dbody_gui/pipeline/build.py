@@ -94,8 +94,12 @@ def build_pipeline(model_dir: Path, device: str = "auto", precision: str = "auto
         keep_int8 = int8_weights_file(plan, request, files, dev, config.backbone_type, config.crop_size)
     if plan.needs_backbone_weights:
         loaded.model.backbone.to(dev)  # what of it the backend did not move (fp8 moves the encoder)
-        if pending_check is None:
-            release_freed_memory()  # the fp32 weights a quantised backbone replaced (3.4 GB, full size)
+        # The weights a backbone quantised or cast on the host replaced (3.4 GB of fp32 for the
+        # full-size int8 one): nothing to hand back after a plain fp32 load, mapped int8 weights,
+        # or while a pending check keeps the fp32 ones as its reference.
+        replaced_on_host = (dev.type == "cpu" and backbone.info.precision != "fp32") or plan.backbone_on_host
+        if replaced_on_host and not int8_cached and pending_check is None:
+            release_freed_memory()
     if plan.precision == "int8" and not plan.checked:  # int8 named: its decoder part too (a checked path has it)
         mesh_check_for(loaded).fast_decoder("int8")
     if dev.type == "cuda":
