@@ -228,11 +228,9 @@ def open_unchecked(encoder: nn.Module, precision: str,
                    open_fast: Callable[[nn.Module, torch.dtype], BackboneBackend], check: MeshCheck,
                    verdict_file: Path | None,
                    progress: Callable[[str], None] = lambda m: None) -> tuple[BackboneBackend, PendingCheck | None]:
-    """As `open_checked`, but with no verdict kept yet the fast path opens at once and the check
-    is left to the caller (`PendingCheck.run`, then `undo` on a miss); with one it is `open_checked`."""
-    if read_verdict(verdict_file) is not None or check.fp32_reference is None:
-        backend, _ = open_checked(encoder, precision, open_fast, check, verdict_file, progress)
-        return backend, None
+    """As `open_checked` where no verdict is kept yet, but the fast path opens at once and the
+    check is left to the caller (`PendingCheck.run`, then `undo` on a miss). `check` needs its
+    `fp32_reference`. The PendingCheck is None where the fast path could not even open (fp32 then)."""
     reference = check.fp32_reference()  # before anything changes the model
     fast = FastEncoder(encoder, precision)
     undo_decoder = None

@@ -357,13 +357,9 @@ def _open_checked_cpu(plan: BackendPlan, req: BackendRequest, files: ModelFiles,
         return PyTorchBackbone(fast, precision=plan.precision)
 
     verdict_file = cpu_verdict_file(req, files, plan.kind, plan.precision, arch, crop_size)
-    if later:
-        backend, pending = open_unchecked(encoder, plan.precision, open_fast, check, verdict_file, progress)
-        if pending is not None or backend.info.precision != plan.precision:
-            return backend, pending
-        verdict = read_verdict(verdict_file)  # kept by an earlier start: open_unchecked checked nothing
-    else:
-        backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
-    if verdict is not None and verdict.ok:
+    if later and check.fp32_reference is not None and read_verdict(verdict_file) is None:
+        return open_unchecked(encoder, plan.precision, open_fast, check, verdict_file, progress)
+    backend, verdict = open_checked(encoder, plan.precision, open_fast, check, verdict_file, progress)
+    if verdict.ok:
         progress(f"{plan.precision} CPU backbone: {verdict.describe()}")
     return backend, None
