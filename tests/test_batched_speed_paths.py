@@ -248,3 +248,26 @@ def test_the_patch_matrix_product_traces_with_a_dynamic_batch_and_is_checked_bef
     broken = copy.deepcopy(tiny_loaded.model.backbone.encoder)
     broken.patch_embed.proj.stride = (1, 1)  # overlapping patches: not a plain matrix product
     assert not use_gemm_patch_embed_(broken) and not isinstance(broken.patch_embed, GemmPatchEmbed)
+
+
+def test_the_compiled_crop_compiles_nothing_after_its_warm_up(photo, monkeypatch):
+    """Full mode's first run on the H200 spent ~1 s in 'hand crops': the warm-up's inputs were
+    not inference tensors, the pipeline's were (it runs inside inference mode), and the guards
+    recompiled for two crops. Dynamo's guards are the same under its eager backend."""
+    import torch._dynamo
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, **{**kw, "backend": "eager"}))
+    torch._dynamo.reset()
+    cropper = DeviceCropper(torch.device("cpu"), MEAN, STD, compiled=True)
+    assert cropper.status == "compiled"
+    geoms = [crop_geometry(b, photo.shape[:2], crop_size=64) for b in BOXES]
+    want = [_one_by_one(photo, g) for g in geoms]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for count in (1, 2, 4):
+            for caller_in_inference_mode in (True, False):
+                with torch.inference_mode(caller_in_inference_mode):
+                    batch = cropper.crops(photo, geoms[:count])
+                for i in range(count):
+                    assert torch.equal(batch[i:i + 1], want[i])
+    torch._dynamo.reset()

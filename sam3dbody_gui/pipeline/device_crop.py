@@ -67,15 +67,15 @@ class DeviceCropper:
         compiled = torch.compile(normalized_crops, dynamic=True, fullgraph=True)
         # Warm up on a photo whose sides differ from each other and from the crop's, for one crop
         # (sizes of 1 are specialised: a compile of its own) and for several.
-        # Inputs made as crops() makes them: outside inference mode. An inference tensor is
-        # another dispatch key set, which the guards see as new: a recompile (~1 s on an H200)
-        # at the first photo, and again at the first several crops (full mode's hands).
-        photo = torch.zeros(97, 131, 3, dtype=torch.uint8, device=self.device)
-        warm_parts = [torch.zeros(count, 5, 61, dtype=torch.int64, device=self.device) for count in (1, 3)]
+        # Inputs made as crops() makes them: inference tensors, whatever mode the caller is in.
+        # Another dispatch key set is new to the guards: a recompile (~1 s on an H200) at the
+        # first photo, and again at the first several crops (full mode's hands).
         try:
             with torch.inference_mode(), _sizes_never_assumed_equal():
-                for parts in warm_parts:
-                    compiled(photo, parts, self.mean, self.std)
+                photo = torch.zeros(97, 131, 3, dtype=torch.uint8, device=self.device)
+                for count in (1, 3):
+                    compiled(photo, torch.zeros(count, 5, 61, dtype=torch.int64, device=self.device), self.mean,
+                             self.std)
         except Exception as exc:  # noqa: BLE001 - a compile problem costs speed, not the crop
             self.status = f"eager (compiling the crop failed: {type(exc).__name__})"
             return
@@ -100,9 +100,11 @@ class DeviceCropper:
         on the device, in one batch; `mirrored[i]`: crop i is of the photo flipped left-right
         (its geometry is in the flipped photo's pixels). Each crop equals the one made alone."""
         mirrored = [False] * len(geoms) if mirrored is None else list(mirrored)
-        photo = self._on_device(image)
-        parts = torch.from_numpy(position_parts_batch(geoms, mirrored)).to(self.device)
-        with torch.inference_mode(), self._sizes():  # as compiled: no recompiling
+        # Both inputs made in inference mode, as at the warm-up: a caller inside inference mode
+        # (the pipeline's runs) and one outside (a drag's preview) then pass the same guards.
+        with torch.inference_mode(), self._sizes():
+            photo = self._on_device(image)
+            parts = torch.from_numpy(position_parts_batch(geoms, mirrored)).to(self.device)
             return self._run(photo, parts, self.mean, self.std)
 
     def __call__(self, image: np.ndarray, geom: CropGeometry, mirrored: bool = False) -> torch.Tensor:

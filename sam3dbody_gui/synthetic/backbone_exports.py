@@ -57,7 +57,7 @@ class QdqLinear(torch.nn.Module):
         quantized = torch.round(weight / scale[:, None]).clamp(-INT8_WEIGHT_LEVELS, INT8_WEIGHT_LEVELS)
         self.register_buffer("weight_int8", quantized.to(torch.int8))
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("weight_zero_point", torch.zeros(linear.out_features, dtype=torch.int64))
+        self.register_buffer("weight_zero_point", torch.zeros(linear.out_features, dtype=torch.int64, device=weight.device))
         bias = linear.bias.detach().float()
         mask = getattr(linear, "bias_mask", None)  # DINOv3's masked key bias
         self.register_buffer("bias", bias * mask.float() if mask is not None else bias)
