@@ -244,3 +244,22 @@ def test_a_later_start_applies_the_steps_as_judged_before(int8_pt2, mesh_check, 
     store.put("lowered", FidelityVerdict(9.0, 40.0))
     missed = ExportedProgramBackbone(int8_pt2, CPU, speed="lowered", mesh_check=mesh_check, verdicts=store)
     assert missed.fast.steps == [] and "missed its check at an earlier start" in missed.fast.describe()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_the_pt2_named_plain_cuda_compiles(int8_pt2, as_is, crop):
+    """The H200 (session 9): a program moved to plain `cuda` kept that name in its device
+    asserts, fake tensors compared it with `cuda:0`, and every compile failed (the speed-up then
+    ran uncompiled and said so). The backend moves it to the indexed device."""
+    fast = ExportedProgramBackbone(int8_pt2, torch.device("cuda"), speed="compiled")
+    assert fast.fast.steps == ["lowered", "compiled"], fast.fast.describe()
+    assert relative(fast(crop.cuda()).cpu(), as_is) < pt2_fast.MAX_TOLERANCE
+
+
+def test_the_device_a_program_moves_to_is_indexed():
+    from sam3dbody_gui.runtime.backbones.pt2_backend import indexed_device
+
+    assert indexed_device(torch.device("cpu")) == torch.device("cpu")
+    assert indexed_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    if torch.cuda.is_available():
+        assert indexed_device(torch.device("cuda")) == torch.device("cuda", torch.cuda.current_device())

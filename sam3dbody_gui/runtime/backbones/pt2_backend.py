@@ -41,6 +41,16 @@ def _weight_precision(program: torch.export.ExportedProgram) -> str:
     return "/".join(floats) or "unknown"
 
 
+def indexed_device(device: torch.device) -> torch.device:
+    """`cuda` as `cuda:<current>`: the program's device asserts compare the written device with
+    the tensor's exactly, so a program moved to plain `cuda` fails to compile on fake tensors
+    ('Expected: cuda, Got: cuda:0'), though it runs eagerly."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 class ExportedProgramBackbone(BackboneBackend):
     def __init__(self, path: Path, device: torch.device, speed: str = "as-is", half_attention: bool = False,
                  progress=lambda message: None, mesh_check=None, verdicts=None) -> None:
@@ -62,7 +72,7 @@ class ExportedProgramBackbone(BackboneBackend):
         self.input_shape = tuple(int(s) for s in meta.shape)
         self.input_dtype = meta.dtype
         self.device = torch.device(device)
-        program = move_to_device_pass(program, self.device)
+        program = move_to_device_pass(program, indexed_device(self.device))
         self.module = program.module()
         self.fast: FastProgram = speed_up(self.module, speed, self.device, self.input_shape, self.input_dtype,
                                           half_attention, progress, mesh_check, verdicts)
