@@ -38,3 +38,11 @@ def test_torchs_recompile_message_becomes_one_line():
                "    - 0/0: tensor 'x' size mismatch at index 0. expected 1, actual 2\n    - 0/1: other")
     assert recompile_summary(message) == "forward: 0/0: tensor 'x' size mismatch at index 0. expected 1, actual 2"
     assert recompile_summary("") == ""
+
+
+def test_a_logged_recompile_is_said_when_the_frame_counter_missed_it():
+    from sam3dbody_gui.runtime.compile_events import CompileEvents
+
+    said = CompileEvents(frames_compiled=0, recompiles=["normalized_crops: tensor 'parts' size mismatch"]).describe()
+    assert said.startswith("1 frame compiled (recompiled normalized_crops: tensor 'parts'")
+    assert CompileEvents().describe() == ""

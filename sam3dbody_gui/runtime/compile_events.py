@@ -29,9 +29,12 @@ class CompileEvents:
         """'' when nothing compiled or captured; else e.g. '2 frames compiled (recompiled
         forward: tensor 'x' size mismatch ...), 1 CUDA graph captured'."""
         said = []
-        if self.frames_compiled:
+        # Each recompile is a frame compiled, counted or not: on the H200 (torch 2.11) the log
+        # named a recompile during the first full-mode run while the frame counter stayed put.
+        frames = max(self.frames_compiled, len(self.recompiles))
+        if frames:
             why = f" (recompiled {'; '.join(self.recompiles[:3])})" if self.recompiles else ""
-            said.append(f"{self.frames_compiled} frame{'s' * (self.frames_compiled != 1)} compiled{why}")
+            said.append(f"{frames} frame{'s' * (frames != 1)} compiled{why}")
         if self.graphs_captured:
             said.append(f"{self.graphs_captured} CUDA graph{'s' * (self.graphs_captured != 1)} captured")
         return ", ".join(said)
