@@ -68,3 +68,22 @@ def test_captured_buckets_match_the_eager_pass_on_a_gpu(tiny_model_dir):
         for key in ("pred_vertices", "pred_cam_t"):
             err = ((got[key] - want[key]).abs().max() / want[key].abs().max()).item()
             assert err < 1e-4, (n, key, err)
+
+
+def test_the_checks_eager_reference_decodes_a_few_rows_at_a_time_and_keeps_each_rows_result(tiny_loaded, monkeypatch):
+    """A bucket of 16 is checked against the eager pass; run on all 16 rows at once its
+    intermediates set the fast path's peak GPU memory (H200, session 9). Chunks of 4 rows give
+    the same rows (each with its own camera) with the intermediates of 4."""
+    model = tiny_loaded.model
+    features, cam = _inputs(model, 10)
+    rows_seen = []
+    real = model.decode_body
+    monkeypatch.setattr(model, "decode_body", lambda f, c: rows_seen.append(f.shape[0]) or real(f, c))
+    with torch.no_grad():
+        got = decoder_buckets.eager_reference(model, features, cam)
+        want = real(features, cam)
+    assert rows_seen == [4, 4, 2]
+    for key in want:
+        assert got[key].shape == want[key].shape, key
+        err = ((got[key].float() - want[key].float()).abs().max() / want[key].float().abs().max().clamp(min=1e-12)).item()
+        assert err < 1e-5, (key, err)
