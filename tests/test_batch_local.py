@@ -284,19 +284,47 @@ class ReplayPipeline:
     def __init__(self, result) -> None:
         self.result = result
 
-    def run_people(self, image, boxes, mode="body"):
-        import copy
+    def run_people(self, image, boxes, intrinsics=None, mode="body", **kwargs):
+        import copy  # Pipeline.run_people's signature: a stand-in out of step fails every photo
 
         return [copy.copy(self.result) for _ in boxes]
 
 
-def test_memory_stays_flat_over_a_long_run(pipe, tiny_model_dir, tmp_path):
-    """Peak Python memory of a 192-photo run is that of a 48-photo run: nothing per photo is
-    kept (the bounded queues hold a few photos; results are dropped once written; the meshes'
-    reference cycles are collected). STL, the cheapest mesh format to write: tracemalloc slows
-    every allocation."""
+def _memory_floors(run, quarters: int = 4) -> list[int]:
+    """Python memory (tracemalloc's current bytes, sampled every millisecond while `run()` runs):
+    the lowest of each quarter of the run's time. Photos in flight (each a ~1 MB share here, as
+    many as the machine's pace lets the bounded queues hold) lift the peak by chance; the floor
+    between them rises only with what is kept."""
+    import threading
     import tracemalloc
 
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(tracemalloc.get_traced_memory()[0])
+            done.wait(0.001)
+
+    tracemalloc.start()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+        tracemalloc.stop()
+    size = len(samples) // quarters
+    return [min(samples[q * size:(q + 1) * size]) for q in range(quarters)]
+
+
+def test_memory_stays_flat_over_a_long_run(pipe, tiny_model_dir, tmp_path):
+    """Nothing per photo is kept over a 192-photo run (the bounded queues hold a few photos;
+    results are dropped once written; the meshes' reference cycles are collected): the memory
+    floor of the run's third and last quarters is that of its second. STL, the cheapest mesh format to
+    write: tracemalloc slows every allocation. (Peaks of short and long runs, compared until
+    session 9, differed by a photo in flight on a busy machine: 1.29 vs 2.38 MB.)"""
     folder = tmp_path / "many"
     folder.mkdir()
     rng = np.random.default_rng(1)
@@ -304,16 +332,9 @@ def test_memory_stays_flat_over_a_long_run(pipe, tiny_model_dir, tmp_path):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"m{i:03d}.png")
     replay = ReplayPipeline(pipe.run_people(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), [None])[0])
     settings = BatchSettings(model_dir=tiny_model_dir, formats=("stl",), device="cpu").checked()
-    # The short runs' peak is the largest of three: how many photos are in flight at once (each a
-    # bounded, ~1 MB share here) depends on the machine's pace, and one short run on a busy
-    # machine may never have two, which a longer run then has by chance, not by a leak.
-    peaks = []
-    for i, n in enumerate((48, 48, 48, 192)):
-        sources = expand_inputs([str(folder)])[:n]
-        tracemalloc.start()
-        run_local(sources, settings, tmp_path / f"out{n}_{i}", pipeline=replay, log=lambda m: None,
-                  progress_out=io.StringIO())
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    assert len(lines(tmp_path / "out192_3")) == 192
-    assert peaks[3] < 1.3 * max(peaks[:3]), peaks
+    sources = expand_inputs([str(folder)])
+    floors = _memory_floors(lambda: run_local(sources, settings, tmp_path / "out", pipeline=replay,
+                                              log=lambda m: None, progress_out=io.StringIO()))
+    assert [line["status"] for line in lines(tmp_path / "out")] == ["ok"] * 192  # each mesh written
+    # A kept mesh or result (tens of kB a photo) would lift the floor by megabytes over 48 photos.
+    assert max(floors[2:]) - floors[1] < 256 * 1024, floors
