@@ -7,6 +7,10 @@
 #   bash tools/gpu/chain_wait.sh 560
 set -u
 CHAIN=/tmp/chain
+# A chain still running on this (warm) machine is left alone; a finished one's files are cleared,
+# or chain_wait.sh would read its "done" as the new chain's.
+if pgrep -f "$CHAIN/run.sh" > /dev/null; then echo "a chain is still running: bash tools/gpu/chain_wait.sh"; exit 1; fi
+rm -rf "$CHAIN"
 mkdir -p "$CHAIN"
 cat > "$CHAIN/run.sh" <<'INNER'
 set -u
