@@ -238,7 +238,8 @@ def load_left_parameters(loaded: LoadedModel, names: Iterable[str] | None = None
             value = torch.empty(meta.shape, dtype=meta.dtype, device=device)
             value.copy_(contents.state_dict[name])
             module._parameters[attribute] = nn.Parameter(value, requires_grad=False)
-    loaded.report.left_unloaded = tuple(n for n in loaded.report.left_unloaded if n not in set(names))
+    read = set(names)
+    loaded.report.left_unloaded = tuple(n for n in loaded.report.left_unloaded if n not in read)
     loaded.report.tensors_loaded += len(names)
     del contents
 

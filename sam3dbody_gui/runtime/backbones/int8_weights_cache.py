@@ -38,15 +38,17 @@ def int8_weights_path(cache_dir: Path, checkpoint: Path, arch: str) -> Path:
                       arch=arch, levels=weight_levels(), version=FORMAT_VERSION).with_suffix(".pt")
 
 
-def _linear_names(encoder: nn.Module) -> list[str]:
-    """The qualified names (within `encoder`) of the Linears the int8 path quantises, in order."""
+def _named_linears(encoder: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:
+    """(qualified name within `encoder`, parent, attribute, Linear) of the Linears the int8 path
+    quantises, in order."""
     names = {id(m): n for n, m in encoder.named_modules()}
-    return [f"{names[id(parent)]}.{attribute}" for parent, attribute, _ in block_linears(encoder)]
+    return [(f"{names[id(parent)]}.{attribute}", parent, attribute, linear)
+            for parent, attribute, linear in block_linears(encoder)]
 
 
 def weights_left_to_cache(model: nn.Module) -> list[str]:
     """For load_model_folder's `leave_unloaded`: the fp32 weights the cache replaces."""
-    return [f"{ENCODER_PREFIX}{name}.weight" for name in _linear_names(model.backbone.encoder)]
+    return [f"{ENCODER_PREFIX}{name}.weight" for name, *_ in _named_linears(model.backbone.encoder)]
 
 
 def swap_in_cached(path: Path, encoder: nn.Module) -> None:
@@ -57,9 +59,7 @@ def swap_in_cached(path: Path, encoder: nn.Module) -> None:
     if not isinstance(tensors, dict) or tensors.get("version") != FORMAT_VERSION:
         raise ValueError("not an int8 weights file of this version")
     swaps = []
-    names = {id(m): n for n, m in encoder.named_modules()}
-    for parent, attribute, linear in list(block_linears(encoder)):
-        name = f"{names[id(parent)]}.{attribute}"
+    for name, parent, attribute, linear in _named_linears(encoder):
         w, scale, bias = (tensors.get(f"{name}.{part}") for part in ("weight_int8", "weight_scale", "bias"))
         out_features, in_features = linear.out_features, linear.in_features
         if not (isinstance(w, torch.Tensor) and w.dtype == torch.int8 and w.shape == (out_features, in_features)
