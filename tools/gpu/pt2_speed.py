@@ -91,10 +91,7 @@ def main() -> None:
 
     def compiled_unlowered() -> None:
         b = ExportedProgramBackbone(path, device)
-        if mesh_check is not None:
-            probe = mesh_check.crop().to(device=device, dtype=b.input_dtype)
-        else:
-            probe = pt2_fast.probe_crop(b.input_shape, b.input_dtype, device)
+        probe = pt2_fast.reference_probe(mesh_check, b.input_shape, b.input_dtype, device)
         with torch.inference_mode():
             want = pt2_fast.first_output(b.module(probe)).clone()
         fast = pt2_fast.FastProgram(lambda x: pt2_fast.first_output(b.module(x)))

@@ -96,6 +96,14 @@ def probe_crop(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
 
 
+def reference_probe(mesh_check: MeshCheck | None, shape: tuple[int, ...], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """The crop a step is judged on: the mesh check's (a calibration crop), else a fixed random one."""
+    if mesh_check is not None:
+        return mesh_check.crop().to(device=device, dtype=dtype)
+    return probe_crop(shape, dtype, device)
+
+
 class StepVerdicts:
     """The mesh verdicts of a program's steps, kept on disk (one JSON file per program, device and
     CPU: plan.py names it): a later start applies a step that passed without running the program
@@ -151,10 +159,7 @@ def speed_up(module: torch.nn.Module, speed: str, device: torch.device, input_sh
     def reference_judge():
         """(probe crop, judge): the program's own output on the probe, run once, when a step needs it."""
         if not reference:
-            if mesh_check is not None:
-                probe = mesh_check.crop().to(device=device, dtype=input_dtype)
-            else:
-                probe = probe_crop(input_shape, input_dtype, device)
+            probe = reference_probe(mesh_check, input_shape, input_dtype, device)
             with torch.inference_mode():
                 want = first_output(module(probe)).clone()
             reference.update(probe=probe, judge=_judge(want, mesh_check))
